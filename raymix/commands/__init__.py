@@ -1,0 +1,1 @@
+"""Subcommands of the ``raymix`` command line, one module each."""

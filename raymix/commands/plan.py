@@ -1,0 +1,15 @@
+"""`raymix plan` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "(not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("raymix plan is not implemented yet")

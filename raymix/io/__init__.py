@@ -1,0 +1,1 @@
+"""Readers, writers, schema, storage URLs and sample data."""

@@ -1,0 +1,80 @@
+"""Column names and Arrow schemas shared by every stage.
+
+A row in flight (what the readers yield)::
+
+    key         str    stable and unique per source image, e.g. "train/n01440764/n01440764_10026"
+    image       bytes  the encoded file as stored (JPEG, PNG, ...)
+    label       int64  class index
+    class_name  str    e.g. "n01440764" or "tench"
+    source      str    URI of the shard or file the row came from
+
+An augmented output row (HF ``datasets`` parquet layout plus provenance)::
+
+    image       struct<bytes: binary, path: string>   JPEG
+    label       int64
+    class_name  str
+    key         str    "{source_key}/{method}/{replica}"
+    source_key  str
+    method      str
+    replica     int32
+    params      str    JSON: prompt, mask, fractal id, lambda, ops, ...
+    seed        int64  the run seed
+
+A quarantine record::
+
+    key, source, stage, reason   (all str)
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+KEY = "key"
+IMAGE = "image"
+LABEL = "label"
+CLASS_NAME = "class_name"
+SOURCE = "source"
+SOURCE_KEY = "source_key"
+METHOD = "method"
+REPLICA = "replica"
+PARAMS = "params"
+SEED = "seed"
+STAGE = "stage"
+REASON = "reason"
+
+INPUT_COLUMNS = (KEY, IMAGE, LABEL, CLASS_NAME, SOURCE)
+OUTPUT_COLUMNS = (IMAGE, LABEL, CLASS_NAME, KEY, SOURCE_KEY, METHOD, REPLICA, PARAMS, SEED)
+QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON)
+
+INPUT_SCHEMA = pa.schema(
+    [
+        pa.field(KEY, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.binary()),
+        pa.field(LABEL, pa.int64()),
+        pa.field(CLASS_NAME, pa.string()),
+        pa.field(SOURCE, pa.string()),
+    ]
+)
+
+HF_IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        pa.field(IMAGE, HF_IMAGE_TYPE),
+        pa.field(LABEL, pa.int64()),
+        pa.field(CLASS_NAME, pa.string()),
+        pa.field(KEY, pa.string(), nullable=False),
+        pa.field(SOURCE_KEY, pa.string()),
+        pa.field(METHOD, pa.string()),
+        pa.field(REPLICA, pa.int32()),
+        pa.field(PARAMS, pa.string()),
+        pa.field(SEED, pa.int64()),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema([pa.field(c, pa.string()) for c in QUARANTINE_COLUMNS])
+
+
+def output_key(source_key: str, method: str, replica: int) -> str:
+    """The key of an augmented row: ``{source_key}/{method}/{replica}``."""
+    return f"{source_key}/{method}/{replica}"
