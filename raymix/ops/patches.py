@@ -1,0 +1,59 @@
+"""IPMix patch-level mixing: square and "scar" boxes, and mixing a box of one image with the
+same box of another (IPMix Sec. 4.1 Eq. 1, Sec. 4.2 "Scar-like image patches").
+
+A box is ``(top, bottom, left, right)`` in pixels, bottom/right exclusive. The paper gives no
+dimensions for scars; the authors' code draws the box's left/top corner uniformly so that a
+square of the chosen size fits, then keeps the square with probability 1/2 or else takes a
+rectangle with width and height drawn independently from ``[2, size]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from raymix.ops.blends import blend
+from raymix.ops.rng import Draws
+from raymix.ops.tensors import as_batch, require_uint8, unbatch
+
+__all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix"]
+
+PATCH_SHAPES = ("square", "scar")
+
+Box = tuple[int, int, int, int]
+
+
+def square_box(top: int, left: int, size: int) -> Box:
+    return (top, top + size, left, left + size)
+
+
+def scar_box(top: int, left: int, height: int, width: int) -> Box:
+    return (top, top + height, left, left + width)
+
+
+def sample_patch_box(draws: Draws, size: int, height: int, width: int) -> tuple[str, Box]:
+    """Draw a patch of nominal ``size`` (clamped to the image): its shape and box."""
+    size = max(2, min(int(size), height, width))
+    left = draws.randint(0, width - size + 1)
+    top = draws.randint(0, height - size + 1)
+    if draws.bernoulli(0.5):
+        return "square", square_box(top, left, size)
+    return "scar", scar_box(top, left, draws.randint(2, size + 1), draws.randint(2, size + 1))
+
+
+def patch_mix(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str, params: Sequence[dict] | dict
+              ) -> torch.Tensor:
+    """A copy of ``images`` whose ``box`` is blended (``kind``, see :func:`raymix.ops.blends.blend`)
+    with the same box of ``sources``. Both ``uint8``; one box for the whole batch."""
+    require_uint8(images)
+    require_uint8(sources, "sources")
+    x, added = as_batch(images)
+    y, _ = as_batch(sources)
+    if isinstance(params, dict):
+        params = [params] * x.shape[0]
+    top, bottom, left, right = box
+    out = x.clone()
+    region = out[..., top:bottom, left:right]
+    region.copy_(blend(kind, region, y[..., top:bottom, left:right], params))
+    return unbatch(out, added)
