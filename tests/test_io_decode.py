@@ -82,3 +82,13 @@ def test_encode_batch_round_trip_and_failures():
     assert abs(int(decode_image(out["image"][0]).mean()) - 120) <= 2
     assert (out["stage"][1], out["reason"][1], out["image"][1]) == ("encode", "encode-failed", b"")
     assert (out["reason"][2], out["image"][2]) == ("truncated", b"")
+
+
+def test_decode_batch_accepts_pixel_arrays():
+    arrays = np.empty(3, dtype=object)
+    arrays[0] = np.full((10, 20, 3), 50, np.uint8)
+    arrays[1] = np.zeros((4, 4, 3), np.float32)
+    arrays[2] = np.full((8, 8, 4), 255, np.uint8)
+    out = decode_batch({"image": arrays}, size=8)
+    assert list(out["reason"]) == ["", "bad-array", ""]
+    assert out["image"][0].mean() == 50 and out["image"][2].mean() == 255

@@ -13,6 +13,7 @@ reason              meaning
 ``too-small``       a side shorter than ``min_side``
 ``truncated``       the file ends before the image data does
 ``corrupt``         the image data cannot be decoded
+``bad-array``       (:func:`decode_batch`) a pixel array that is not uint8 HxW[xC]
 =================== ==========================================================
 
 Conversions (all to sRGB-ish 8-bit RGB): EXIF orientation is applied; CMYK (including
@@ -225,6 +226,12 @@ def _str_column(batch: dict, name: str, n: int) -> np.ndarray:
     return np.full(n, "", dtype=object)
 
 
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        raise BadImage("bad-array", f"expected uint8 HxW[xC] pixels, got {arr.dtype} {arr.shape}")
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(arr.squeeze(2) if arr.ndim == 3 and arr.shape[2] == 1 else arr)))
+
+
 def decode_batch(
     batch: dict,
     *,
@@ -258,10 +265,13 @@ def decode_batch(
             continue
         data = images[i]
         try:
-            if isinstance(data, np.ndarray) and data.dtype != object:
-                data = data.tobytes()
-            reduce_to = size if (size is not None and draft) else None
-            im = _decode_pil(data, max_pixels=max_pixels, min_side=min_side, reduce_to=reduce_to)
+            if isinstance(data, np.ndarray) and data.ndim >= 2:  # already decoded pixels
+                im = _array_to_pil(data)
+            else:
+                if isinstance(data, np.ndarray):
+                    data = data.tobytes()
+                reduce_to = size if (size is not None and draft) else None
+                im = _decode_pil(data, max_pixels=max_pixels, min_side=min_side, reduce_to=reduce_to)
             arr = resize_image(im, size, resize) if size is not None else np.asarray(im)
         except BadImage as err:
             log.info("quarantining %s at decode: %s", keys[i], err)

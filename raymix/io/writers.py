@@ -285,7 +285,7 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
     )
     good = pa.array(~bad)
     good_keys = keys.filter(good)
-    paths = [f"{posixpath.basename(k)}.{_image_ext(b)}" for k, b in zip(good_keys.to_pylist(), np.array(images, dtype=object)[~bad])]
+    paths = [f"{k}.{_image_ext(b)}" for k, b in zip(good_keys.to_pylist(), np.array(images, dtype=object)[~bad])]
     image = pa.StructArray.from_arrays(
         [pa.array([b for b, g in zip(images, ~bad) if g], pa.binary()), pa.array(paths, pa.string())],
         fields=list(HF_IMAGE_TYPE),
