@@ -44,3 +44,12 @@ class NoiseBank:
             out.append(img)
             ids.append(self.ids[i])
         return torch.stack(out), ids
+
+
+class ConstantBank(NoiseBank):
+    """Every fractal is one grey level: makes blended outputs predictable."""
+
+    def __init__(self, value: int = 100, n: int = 3):
+        super().__init__(n=n, size=8)
+        self.images = torch.full((n, 3, 8, 8), value, dtype=torch.uint8)
+        self.ids = [f"const-{value}-{i}" for i in range(n)]
