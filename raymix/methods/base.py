@@ -83,10 +83,6 @@ def _to_chw(images: Sequence[np.ndarray]) -> torch.Tensor:
     return nhwc_to_nchw(np.stack(images))
 
 
-def _to_hwc(images: torch.Tensor) -> list[np.ndarray]:
-    return list(nchw_to_nhwc(images))
-
-
 class MixingMethod:
     """Base class. Subclasses set ``name`` and implement :meth:`_augment`.
 
@@ -237,7 +233,9 @@ class MixingMethod:
         stages = _column(batch, schema.STAGE, n, "")
         epochs = [self.epoch if e is None else int(e) for e in _column(batch, "epoch", n, None)]
 
-        results: dict[int, tuple[list[np.ndarray], list[dict]] | str] = {}
+        block = batch[schema.IMAGE]
+        block = block if isinstance(block, np.ndarray) and block.dtype != object else None
+        results: dict[int, tuple[np.ndarray, list[dict]] | str] = {}
         todo: dict[tuple, list[int]] = {}
         for i in range(n):
             if reasons[i]:
@@ -247,8 +245,10 @@ class MixingMethod:
                 results[i] = why
             else:
                 todo.setdefault(images[i].shape, []).append(i)
+        whole = None  # the output image block when every row was mixed in one piece
         for rows in todo.values():
-            results.update(self._mix_rows(rows, keys, images, epochs))
+            mixed, whole = self._mix_rows(rows, keys, images, epochs, block if len(rows) == n else None)
+            results.update(mixed)
 
         out = _OutputRows()
         for i in range(n):
@@ -263,31 +263,39 @@ class MixingMethod:
             for r, (image, info) in enumerate(zip(*result)):
                 out.add(image, schema.output_key(keys[i], self.name, r), keys[i], self.name, r,
                         json.dumps(info), self.seed, meta, "", "")
-        return out.columns()
+        return out.columns(images=whole)
 
-    def _mix_rows(self, rows: list[int], keys, images, epochs) -> dict:
-        """Augment ``replicas`` copies of each row; isolate failures to the rows that raise."""
-        def run(subset):
-            batch = _to_chw([images[i] for i in subset for _ in range(self.replicas)])
-            gens = [sample_generator(self.seed, keys[i], r, epochs[i], self.salt)
-                    for i in subset for r in range(self.replicas)]
-            out, infos = self.augment(batch, gens)
-            hwc = _to_hwc(out)
-            m = self.replicas
-            return {i: (hwc[j * m:(j + 1) * m], infos[j * m:(j + 1) * m]) for j, i in enumerate(subset)}
+    def _mix_rows(self, rows: list[int], keys, images, epochs, block: np.ndarray | None = None
+                  ) -> tuple[dict, np.ndarray | None]:
+        """Augment ``replicas`` copies of each row; isolate failures to the rows that raise.
+
+        Returns per-row results and, when the whole batch was mixed in one piece, the output
+        images as one ``(rows * replicas, H, W, 3)`` block."""
+        m = self.replicas
+
+        def run(subset, whole_block=None):
+            if whole_block is not None:
+                x = nhwc_to_nchw(np.repeat(whole_block, m, axis=0) if m > 1 else whole_block)
+            else:
+                x = _to_chw([images[i] for i in subset for _ in range(m)])
+            gens = [sample_generator(self.seed, keys[i], r, epochs[i], self.salt) for i in subset for r in range(m)]
+            out, infos = self.augment(x, gens)
+            hwc = nchw_to_nhwc(out)
+            return {i: (hwc[j * m:(j + 1) * m], infos[j * m:(j + 1) * m]) for j, i in enumerate(subset)}, hwc
 
         try:
-            return run(rows)
+            results, hwc = run(rows, block)
+            return results, (hwc if block is not None else None)
         except Exception as err:  # noqa: BLE001 - retried row by row to find the culprits
             if len(rows) == 1:
-                return {rows[0]: _reason(err)}
+                return {rows[0]: _reason(err)}, None
         results = {}
         for i in rows:
             try:
-                results.update(run([i]))
+                results.update(run([i])[0])
             except Exception as err:  # noqa: BLE001 - quarantined with its message
                 results[i] = _reason(err)
-        return results
+        return results, None
 
 
 def _reason(err: BaseException) -> str:
@@ -333,11 +341,14 @@ class _OutputRows:
         for name, value in extra.items():
             d[name].append(value)
 
-    def columns(self) -> dict[str, np.ndarray]:
+    def columns(self, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The columns; ``images``, when given, is the image column already stacked in row order."""
         d = self.data
         cols: dict[str, np.ndarray] = {}
         for name, values in d.items():
-            if name == schema.IMAGE or (values and isinstance(values[0], np.ndarray)):
+            if name == schema.IMAGE and images is not None and len(images) == len(values):
+                cols[name] = images
+            elif name == schema.IMAGE or (values and isinstance(values[0], np.ndarray)):
                 cols[name] = images_to_rows(values)
             elif name in (schema.REPLICA,):
                 cols[name] = np.asarray(values, dtype=np.int32)

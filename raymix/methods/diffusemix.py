@@ -30,11 +30,11 @@ from raymix.methods.base import (
     _reason,
     _row_meta,
     _to_chw,
-    _to_hwc,
     rows_to_images,
 )
 from raymix.ops.masks import MASKS, fractal_blend, hybrid
 from raymix.ops.rng import Draws, sample_generator
+from raymix.ops.tensors import nchw_to_nhwc, nhwc_to_nchw
 
 __all__ = ["DiffuseMix", "is_almost_white"]
 
@@ -46,8 +46,9 @@ CODE_SEAM = 20
 def is_almost_white(image: torch.Tensor) -> bool:
     """The public code's filter for failed generations: over 90% of the grey levels are 255 and
     no other level covers 10% of the image."""
-    grey = TF.rgb_to_grayscale(image.unsqueeze(0) if image.ndim == 3 else image)
-    hist = torch.bincount(grey.reshape(-1), minlength=256)
+    r, g, b = image.reshape(3, -1).to(torch.int32)
+    grey = (r * 299 + g * 587 + b * 114 + 500) // 1000  # PIL's convert("L")
+    hist = torch.bincount(grey, minlength=256)
     total = grey.numel()
     return bool(hist[255] > 0.9 * total and hist[:255].max() < 0.1 * total)
 
@@ -190,19 +191,31 @@ class DiffuseMix(MixingMethod):
             else:
                 todo.setdefault((images[i].shape, edited[i].shape), []).append(i)
 
-        def run(rows):
-            gens = [sample_generator(self.seed, source_keys[i], replicas[i], epochs[i], self.salt) for i in rows]
-            out, infos, hyb = self._mix_all(_to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows]),
-                                            gens)
-            return dict(zip(rows, zip(_to_hwc(out), infos, _to_hwc(hyb), strict=True), strict=True))
+        blocks = [batch[c] if isinstance(batch.get(c), np.ndarray) and batch[c].dtype != object else None
+                  for c in (schema.IMAGE, "edited")]
 
+        def run(rows, whole=False):
+            gens = [sample_generator(self.seed, source_keys[i], replicas[i], epochs[i], self.salt) for i in rows]
+            if whole:
+                x, e = nhwc_to_nchw(blocks[0]), nhwc_to_nchw(blocks[1])
+            else:
+                x, e = _to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows])
+            out, infos, hyb = self._mix_all(x, e, gens)
+            out_hwc = nchw_to_nhwc(out)
+            hyb_hwc = nchw_to_nhwc(hyb) if self.keep_intermediates else [None] * len(rows)
+            return dict(zip(rows, zip(out_hwc, infos, hyb_hwc, strict=True), strict=True)), out_hwc
+
+        whole_block = None
         for rows in todo.values():
             try:
-                results.update(run(rows))
+                whole = len(rows) == n and all(b is not None for b in blocks)
+                mixed, out_hwc = run(rows, whole)
+                results.update(mixed)
+                whole_block = out_hwc if whole else None
             except Exception:  # noqa: BLE001 - retried row by row; failures are quarantined
                 for i in rows:
                     try:
-                        results.update(run([i]))
+                        results.update(run([i])[0])
                     except Exception as err:  # noqa: BLE001
                         results[i] = _reason(err)
 
@@ -225,4 +238,4 @@ class DiffuseMix(MixingMethod):
                 more.update(generated=edited[i], hybrid=hyb)
             out.add(image, schema.output_key(source_keys[i], self.name, replicas[i]), source_keys[i], self.name,
                     replicas[i], json.dumps({**info, "prompt": prompts[i]}), self.seed, meta, "", "", **more)
-        return out.columns()
+        return out.columns(images=whole_block)

@@ -26,7 +26,7 @@ import torch
 from raymix.methods.base import FractalSpec, MixingMethod
 from raymix.ops.blends import BLENDS, sample_blend
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, apply_ops, sample_op
-from raymix.ops.patches import patch_mix, sample_patch_box
+from raymix.ops.patches import patch_mix_, sample_patch_box
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import stack, to_uint8
 
@@ -153,10 +153,10 @@ class IPMix(MixingMethod):
             fractal_of = {i: images[j] for j, i in enumerate(need)}
             fractal_ids = {i: ids[j] for j, i in enumerate(need)}
         for i, c in patch_chains:
-            img = x[i]
+            img = x[i].clone()
             for q, patch in enumerate(plans[i]["chains"][c]["patches"]):
                 source = copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i]
-                img = patch_mix(img, source, tuple(patch["box"]), patch["kind"], patch)
+                patch_mix_(img, source, tuple(patch["box"]), patch["kind"], patch)
             chain_out[(i, c)] = img
 
         outs = [self._combine(x[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]

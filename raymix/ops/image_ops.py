@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as nnf
@@ -329,12 +330,21 @@ def _no_params(d: Draws, level: float, size: tuple[int, int]) -> dict:
     return {}
 
 
+def _apply_plain(fn, images: torch.Tensor, params: Sequence[dict]) -> torch.Tensor:
+    return fn(images)
+
+
+def _apply_with(fn, key: str, kwargs: dict, images: torch.Tensor, params: Sequence[dict]) -> torch.Tensor:
+    return fn(images, [p[key] for p in params], **kwargs)
+
+
+# Tables hold partials of module-level functions so methods (and their tables) pickle.
 def _plain(fn) -> Callable[[torch.Tensor, Sequence[dict]], torch.Tensor]:
-    return lambda images, params: fn(images)
+    return partial(_apply_plain, fn)
 
 
 def _with(fn, key: str, **kwargs) -> Callable[[torch.Tensor, Sequence[dict]], torch.Tensor]:
-    return lambda images, params: fn(images, [p[key] for p in params], **kwargs)
+    return partial(_apply_with, fn, key, kwargs)
 
 
 # AugMix / PixMix / IPMix (``pixmix_utils.py``): level ~ U(0.1, severity), then
@@ -362,12 +372,13 @@ def _augmix_shear(d, severity, size):
     return {"factor": _augmix_level(d, severity) * 0.3 / 10 * d.sign()}
 
 
-def _augmix_translate(axis: int):
-    def sample(d, severity, size):
-        extent = size[1] if axis == 0 else size[0]
-        return {"pixels": int(_augmix_level(d, severity) * (extent / 3) / 10) * d.sign()}
+def _augmix_translate_sample(axis: int, d, severity, size):
+    extent = size[1] if axis == 0 else size[0]
+    return {"pixels": int(_augmix_level(d, severity) * (extent / 3) / 10) * d.sign()}
 
-    return sample
+
+def _augmix_translate(axis: int):
+    return partial(_augmix_translate_sample, axis)
 
 
 def _augmix_enhance(d, severity, size):
@@ -437,12 +448,13 @@ def _layermix_shear(d, m, size):
     return {"factor": _layermix_level(d, 0.3, m, True)}
 
 
-def _layermix_translate(axis: int):
-    def sample(d, m, size):
-        extent = size[1] if axis == 0 else size[0]
-        return {"pixels": int(round(_layermix_level(d, int(extent * 0.33), m, True)))}
+def _layermix_translate_sample(axis: int, d, m, size):
+    extent = size[1] if axis == 0 else size[0]
+    return {"pixels": int(round(_layermix_level(d, int(extent * 0.33), m, True)))}
 
-    return sample
+
+def _layermix_translate(axis: int):
+    return partial(_layermix_translate_sample, axis)
 
 
 #: LayerMix Table II: ops and magnitude ranges.

@@ -15,9 +15,9 @@ import torch
 
 from raymix.ops.blends import blend
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import as_batch, require_uint8, unbatch
+from raymix.ops.tensors import as_batch, require_uint8
 
-__all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix"]
+__all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix", "patch_mix_"]
 
 PATCH_SHAPES = ("square", "scar")
 
@@ -47,13 +47,19 @@ def patch_mix(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str, 
     """A copy of ``images`` whose ``box`` is blended (``kind``, see :func:`raymix.ops.blends.blend`)
     with the same box of ``sources``. Both ``uint8``; one box for the whole batch."""
     require_uint8(images)
+    return patch_mix_(images.clone(), sources, box, kind, params)
+
+
+def patch_mix_(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str, params: Sequence[dict] | dict
+               ) -> torch.Tensor:
+    """:func:`patch_mix` in place: writes the blended box into ``images`` and returns it."""
+    require_uint8(images)
     require_uint8(sources, "sources")
-    x, added = as_batch(images)
+    x, _ = as_batch(images)
     y, _ = as_batch(sources)
     if isinstance(params, dict):
         params = [params] * x.shape[0]
     top, bottom, left, right = box
-    out = x.clone()
-    region = out[..., top:bottom, left:right]
-    region.copy_(blend(kind, region, y[..., top:bottom, left:right], params))
-    return unbatch(out, added)
+    region = images[..., top:bottom, left:right]
+    region.copy_(blend(kind, x[..., top:bottom, left:right], y[..., top:bottom, left:right], params).view_as(region))
+    return images
