@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod
-from raymix.ops.blends import BLENDS, blend, sample_blend
+from raymix.ops.blends import BLENDS, blend_one, sample_blend
 from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops, sample_op
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import stack, to_uint8
@@ -101,7 +101,7 @@ class LayerMix(MixingMethod):
         if params["kind"] in ("pixel", "element"):
             first = to_uint8(first)  # selection commutes with rounding: select in uint8
         # The means stay float, as the reference keeps floats between stages.
-        return blend(params["kind"], first, second, [params], float_out=True)
+        return blend_one(params["kind"], first, second, params, float_out=True)
 
     def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
         n, _, h, w = x.shape

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod
-from raymix.ops.blends import blend, sample_blend
+from raymix.ops.blends import blend_one, sample_blend
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, apply_ops, sample_op
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import stack, to_uint8
@@ -111,7 +111,7 @@ class PixMix(MixingMethod):
             for r, rd in enumerate(p["rounds"]):
                 other = augmented[(i, r)] if rd["source"] == "augmented" else fractal_of[i]
                 # The chain stays float between rounds, as in the reference code.
-                mixed = blend(rd["blend"]["kind"], mixed, other, [rd["blend"]], float_out=True)
+                mixed = blend_one(rd["blend"]["kind"], mixed, other, rd["blend"], float_out=True)
             out[i] = to_uint8(mixed)
         infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
         return out, infos

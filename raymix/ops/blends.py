@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from raymix.ops.rng import Draws, child_generator
-from raymix.ops.tensors import as_batch, per_sample, round_to_uint8, to_uint8, to_unit, unbatch
+from raymix.ops.tensors import as_batch, per_sample, per_sample_list, round_to_uint8, to_uint8, to_unit, unbatch
 
 __all__ = [
     "BLENDS",
@@ -27,6 +27,7 @@ __all__ = [
     "random_mask",
     "sample_blend",
     "blend",
+    "blend_one",
 ]
 
 #: Blend kinds: arithmetic mean, geometric mean, pixel mixing, element mixing.
@@ -53,19 +54,6 @@ def get_ab(beta: float, generator: torch.Generator | Draws | None = None) -> tup
         a = 1.0 + d.beta(1.0, beta)
         b = -d.beta(1.0, beta)
     return a, b
-
-
-def _per_sample_floats(values, n: int) -> list[float]:
-    if isinstance(values, (int, float)):
-        return [float(values)] * n
-    if isinstance(values, (list, tuple)) and len(values) == n:
-        return [float(v) for v in values]
-    t = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
-    if t.numel() == 1:
-        return [float(t[0])] * n
-    if t.numel() != n:
-        raise ValueError(f"expected {n} per-sample values, got {t.numel()}")
-    return t.tolist()
 
 
 def _additive(x: torch.Tensor, y: torch.Tensor, a, b) -> torch.Tensor:
@@ -117,7 +105,8 @@ def _conic(kernel, x: torch.Tensor, y: torch.Tensor, a, b, float_out: bool) -> t
     x, added = as_batch(x)
     y, _ = as_batch(y)
     n = x.shape[0]
-    a, b = _per_sample_floats(a, n), _per_sample_floats(b, n)
+    a = [float(v) for v in per_sample_list(a, n)]
+    b = [float(v) for v in per_sample_list(b, n)]
     to_u8 = not float_out and x.dtype == torch.uint8 and y.dtype == torch.uint8
     if x.device.type != "cpu":
         out = kernel(x, y, per_sample(a, n, device=x.device), per_sample(b, n, device=x.device))
@@ -173,6 +162,14 @@ def random_mask(shape: Sequence[int], threshold: float, generator: torch.Generat
     return mask.to(device)
 
 
+def _select(mask: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8 and y.dtype == torch.uint8:
+        # Bitwise select: y ^ ((x ^ y) & 0xFF) where the mask is set.
+        m8 = mask.view(torch.uint8).neg() if mask.dtype == torch.bool else mask.to(torch.uint8).neg_()
+        return torch.bitwise_xor(x, y).bitwise_and_(m8).bitwise_xor_(y)
+    return torch.where(mask, to_unit(x), to_unit(y))
+
+
 def pixel_mix(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``mask * x + (1 - mask) * y`` with a boolean ``mask``.
 
@@ -182,13 +179,7 @@ def pixel_mix(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     x, added = as_batch(x)
     y, _ = as_batch(y)
     mask, _ = as_batch(mask)
-    if x.dtype == torch.uint8 and y.dtype == torch.uint8:
-        # Bitwise select: y ^ ((x ^ y) & 0xFF) where the mask is set.
-        m8 = mask.view(torch.uint8).neg() if mask.dtype == torch.bool else mask.to(torch.uint8).neg_()
-        out = torch.bitwise_xor(x, y).bitwise_and_(m8).bitwise_xor_(y)
-        return unbatch(out, added)
-    out = torch.where(mask, to_unit(x), to_unit(y))
-    return unbatch(out, added)
+    return unbatch(_select(mask, x, y), added)
 
 
 def sample_blend(kind: str, draws: Draws, beta: float) -> dict:
@@ -202,13 +193,22 @@ def sample_blend(kind: str, draws: Draws, beta: float) -> dict:
     raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
 
 
-def _masks(params: Sequence[dict], shape: Sequence[int], per_channel: bool, device) -> torch.Tensor:
-    c, h, w = shape
-    masks = [
-        random_mask((c if per_channel else 1, h, w), p["threshold"], child_generator(p["mask_seed"]), device)
-        for p in params
-    ]
-    return torch.stack(masks)
+def blend_one(kind: str, x: torch.Tensor, y: torch.Tensor, params: dict, *, float_out: bool = False
+              ) -> torch.Tensor:
+    """Blend one image pair ``(C, H, W)`` by ``kind`` with drawn ``params`` (see
+    :func:`sample_blend`); the per-image path that :func:`blend` runs for every image."""
+    if kind == "add" or kind == "multiply":
+        kernel = _additive if kind == "add" else _multiplicative
+        out = kernel(x, y, float(params["a"]), float(params["b"]))
+        if not float_out and x.dtype == torch.uint8 and y.dtype == torch.uint8:
+            out = to_uint8(out)
+        return out
+    if kind == "pixel" or kind == "element":
+        c, h, w = x.shape
+        mask = random_mask((c if kind == "element" else 1, h, w), params["threshold"],
+                           child_generator(params["mask_seed"]), x.device)
+        return _select(mask, x, y)
+    raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
 
 
 def blend(kind: str, x: torch.Tensor, y: torch.Tensor, params: Sequence[dict], *, float_out: bool = False
@@ -220,12 +220,7 @@ def blend(kind: str, x: torch.Tensor, y: torch.Tensor, params: Sequence[dict], *
     yb, _ = as_batch(y)
     if len(params) != xb.shape[0]:
         raise ValueError(f"{len(params)} parameter sets for {xb.shape[0]} images")
-    if kind == "add":
-        out = additive(xb, yb, [p["a"] for p in params], [p["b"] for p in params], float_out=float_out)
-    elif kind == "multiply":
-        out = multiplicative(xb, yb, [p["a"] for p in params], [p["b"] for p in params], float_out=float_out)
-    elif kind in ("pixel", "element"):
-        out = pixel_mix(xb, yb, _masks(params, xb.shape[1:], kind == "element", xb.device))
-    else:
+    if kind not in BLENDS:
         raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
-    return unbatch(out, added)
+    outs = [blend_one(kind, xb[i], yb[i], p, float_out=float_out) for i, p in enumerate(params)]
+    return unbatch(outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs), added)

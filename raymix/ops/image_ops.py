@@ -31,12 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
 
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import as_batch, per_sample, require_uint8, round_to_uint8, unbatch
+from raymix.ops.tensors import as_batch, per_sample, per_sample_list, require_uint8, round_to_uint8, unbatch
 
 __all__ = [
     "autocontrast",
@@ -66,6 +67,11 @@ __all__ = [
 ]
 
 
+def _column(values: list, dtype, device) -> torch.Tensor:
+    """Per-sample constants as an ``(N, 1, 1, 1)`` tensor."""
+    return torch.tensor(values, dtype=dtype, device=device).view(-1, 1, 1, 1)
+
+
 def _prepare(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
     require_uint8(images)
     return as_batch(images)
@@ -87,12 +93,15 @@ def _blend_u8(image: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tenso
 def autocontrast(images: torch.Tensor) -> torch.Tensor:
     """Stretch each channel to the full range (``PIL.ImageOps.autocontrast``, no cutoff)."""
     x, added = _prepare(images)
-    lo = x.amin(dim=(-2, -1), keepdim=True).float()
-    hi = x.amax(dim=(-2, -1), keepdim=True).float()
+    n, c = x.shape[:2]
+    lo = x.amin(dim=(-2, -1)).cpu().numpy().astype(np.float64)
+    hi = x.amax(dim=(-2, -1)).cpu().numpy().astype(np.float64)
     flat = hi <= lo
-    scale = torch.where(flat, torch.ones_like(hi), 255.0 / (hi - lo).clamp_(min=1.0))
-    lo = torch.where(flat, torch.zeros_like(lo), lo)
-    out = x.float().sub_(lo).mul_(scale).clamp_(0.0, 255.0)
+    scale = np.where(flat, 1.0, 255.0 / np.maximum(hi - lo, 1.0))
+    offset = np.where(flat, 0.0, lo)
+    scale_t = torch.from_numpy(scale.astype(np.float32)).to(x.device).view(n, c, 1, 1)
+    offset_t = torch.from_numpy(offset.astype(np.float32)).to(x.device).view(n, c, 1, 1)
+    out = x.float().sub_(offset_t).mul_(scale_t).clamp_(0.0, 255.0)
     return unbatch(_round_u8(out.sub_(0.5)), added)  # PIL truncates
 
 
@@ -109,32 +118,30 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
     x, added = _prepare(images)
     n, c = x.shape[:2]
     hist = torch.stack([torch.bincount(x[i, j].view(-1), minlength=256) for i in range(n) for j in range(c)])
-    # PIL: step = (total - count of the last non-zero bin) // 255; lut[i] = (step//2 + cdf[i-1]) // step
-    last_nonzero = 255 - (hist.flip(-1) != 0).to(torch.uint8).argmax(dim=-1, keepdim=True)
-    last_count = hist.gather(-1, last_nonzero)
-    step = (hist.sum(-1, keepdim=True) - last_count) // 255
-    cdf_before = torch.cumsum(hist, dim=-1) - hist
-    safe = step.clamp(min=1)
-    lut = ((cdf_before + safe // 2) // safe).clamp_(max=255)
-    identity = torch.arange(256, device=x.device).expand_as(lut)
-    lut = torch.where(step == 0, identity, lut).to(torch.uint8).view(n, c, 256)
-    return unbatch(_apply_lut(x, lut), added)
+    # PIL: step = (total - count of the last non-zero bin) // 255; lut[i] = (step//2 + cdf[i-1]) // step.
+    # 256-entry tables: NumPy's small-array overhead is a fraction of torch's.
+    h = hist.cpu().numpy()
+    last_nonzero = 255 - np.argmax(h[:, ::-1] != 0, axis=1)
+    step = (h.sum(axis=1) - h[np.arange(len(h)), last_nonzero]) // 255
+    safe = np.maximum(step, 1)[:, None]
+    lut = np.minimum((np.cumsum(h, axis=1) - h + safe // 2) // safe, 255)
+    lut = np.where((step == 0)[:, None], np.arange(256), lut).astype(np.uint8)
+    return unbatch(_apply_lut(x, torch.from_numpy(lut).to(x.device).view(n, c, 256)), added)
 
 
 def posterize(images: torch.Tensor, bits) -> torch.Tensor:
     """Keep the ``bits`` most significant bits of each value (0 bits gives black, as PIL)."""
     x, added = _prepare(images)
-    b = per_sample(bits, x.shape[0], dtype=torch.int64, device=x.device).clamp(0, 8)
-    mask = ((255 << (8 - b)) & 255).to(torch.uint8)
-    return unbatch(x & mask, added)
+    masks = [(255 << (8 - min(max(int(b), 0), 8))) & 255 for b in per_sample_list(bits, x.shape[0])]
+    return unbatch(x & _column(masks, torch.uint8, x.device), added)
 
 
 def solarize(images: torch.Tensor, threshold) -> torch.Tensor:
     """Invert values ``>= threshold`` (``PIL.ImageOps.solarize``); 256 leaves the image as is."""
     x, added = _prepare(images)
-    t = per_sample(threshold, x.shape[0], dtype=torch.int64, device=x.device)
-    active = (t <= 255).to(torch.uint8).neg_()  # 0xFF for samples that solarize at all
-    t8 = t.clamp(0, 255).to(torch.uint8)
+    t = [int(v) for v in per_sample_list(threshold, x.shape[0])]
+    active = _column([255 if v <= 255 else 0 for v in t], torch.uint8, x.device)  # 256+: no change
+    t8 = _column([min(max(v, 0), 255) for v in t], torch.uint8, x.device)
     flip = (torch.maximum(x, t8) == x).view(torch.uint8).neg_()  # x >= t (fast form on uint8)
     return unbatch(x ^ flip.bitwise_and_(active), added)
 
@@ -216,59 +223,52 @@ def affine(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     """
     x, added = _prepare(images)
     n, _, h, w = x.shape
-    m = torch.as_tensor(matrices, dtype=torch.float32, device=x.device).reshape(n, 2, 3)
-    # Fold pixel -> normalised ([-1, 1], align_corners=False) coordinates into the matrix.
-    norm = m * torch.tensor([[2.0 / w], [2.0 / h]], device=x.device)
-    norm[:, :, 2] -= 1.0
-    xs = torch.arange(w, dtype=torch.float32, device=x.device).add_(0.5).view(1, 1, w)
-    ys = torch.arange(h, dtype=torch.float32, device=x.device).add_(0.5).view(1, h, 1)
-    step = 1 if x.device.type == "cpu" else n  # image by image on the CPU: the grid stays in cache
+    mats = matrices if isinstance(matrices, list) else torch.as_tensor(matrices, dtype=torch.float64).tolist()
+    if len(mats) != n:
+        raise ValueError(f"{len(mats)} matrices for {n} images")
+    xs = torch.arange(w, dtype=torch.float32, device=x.device).add_(0.5).view(1, w)
+    ys = torch.arange(h, dtype=torch.float32, device=x.device).add_(0.5).view(h, 1)
     out = torch.empty_like(x)
-    for s in range(0, n, step):
-        part = norm[s:s + step]
-        grid = torch.empty((part.shape[0], h, w, 2), dtype=torch.float32, device=x.device)
-        for k in range(2):
-            row = part[:, k].reshape(-1, 3, 1, 1)
-            torch.add(row[:, 0] * xs, torch.addcmul(row[:, 2], row[:, 1], ys), out=grid[..., k])
-        sampled = nnf.grid_sample(x[s:s + step].float(), grid, mode="bilinear", padding_mode="zeros",
+    for i, ((a0, a1, a2), (b0, b1, b2)) in enumerate(mats):  # image by image: the grid stays in cache
+        # Fold pixel -> normalised ([-1, 1], align_corners=False) coordinates into the matrix.
+        sx, sy = 2.0 / w, 2.0 / h
+        grid = torch.empty((1, h, w, 2), dtype=torch.float32, device=x.device)
+        torch.add(xs * (a0 * sx), ys * (a1 * sx) + (a2 * sx - 1.0), out=grid[0, :, :, 0])
+        torch.add(xs * (b0 * sy), ys * (b1 * sy) + (b2 * sy - 1.0), out=grid[0, :, :, 1])
+        sampled = nnf.grid_sample(x[i:i + 1].float(), grid, mode="bilinear", padding_mode="zeros",
                                   align_corners=False)
-        _round_u8(sampled, out=out[s:s + step])
+        _round_u8(sampled, out=out[i:i + 1])
     return unbatch(out, added)
 
 
-def _rotation_matrices(degrees: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    r = torch.deg2rad(degrees.double())
-    cos, sin = torch.cos(r), torch.sin(r)
+def _rotation_matrix(degrees: float, h: int, w: int) -> list:
+    r = math.radians(degrees)
+    cos, sin = math.cos(r), math.sin(r)
     cx, cy = w / 2.0, h / 2.0
-    row0 = torch.stack([cos, -sin, cx - cos * cx + sin * cy], dim=-1)
-    row1 = torch.stack([sin, cos, cy - sin * cx - cos * cy], dim=-1)
-    return torch.stack([row0, row1], dim=1).float()
+    return [[cos, -sin, cx - cos * cx + sin * cy], [sin, cos, cy - sin * cx - cos * cy]]
 
 
 def rotate(images: torch.Tensor, degrees) -> torch.Tensor:
     """Rotate counter-clockwise by ``degrees`` about the centre, bilinear (PIL/torchvision)."""
     x, added = _prepare(images)
     n, _, h, w = x.shape
-    d = torch.as_tensor(degrees, dtype=torch.float64).reshape(-1).expand(n)
-    if bool((torch.remainder(d, 360.0) == 0).all()):
+    d = [float(v) for v in per_sample_list(degrees, n)]
+    if all(v % 360.0 == 0 for v in d):
         return unbatch(x.clone(), added)  # whole turns are exact copies, as in PIL
-    return unbatch(affine(x, _rotation_matrices(d, h, w)), added)
+    return unbatch(affine(x, [_rotation_matrix(v, h, w) for v in d]), added)
 
 
 def _shear(images: torch.Tensor, factor, center: bool, axis: int) -> torch.Tensor:
     x, added = _prepare(images)
     n, _, h, w = x.shape
-    f = torch.as_tensor(factor, dtype=torch.float32).reshape(-1).expand(n)
-    m = torch.zeros((n, 2, 3))
-    m[:, 0, 0] = 1.0
-    m[:, 1, 1] = 1.0
-    if axis == 0:  # x_in = x + f * (y - y0)
-        m[:, 0, 1] = f
-        m[:, 0, 2] = -f * (h / 2.0 if center else 0.0)
-    else:  # y_in = y + f * (x - x0)
-        m[:, 1, 0] = f
-        m[:, 1, 2] = -f * (w / 2.0 if center else 0.0)
-    return unbatch(affine(x, m), added)
+    mats = []
+    for f in per_sample_list(factor, n):
+        f = float(f)
+        if axis == 0:  # x_in = x + f * (y - y0)
+            mats.append([[1.0, f, -f * (h / 2.0 if center else 0.0)], [0.0, 1.0, 0.0]])
+        else:  # y_in = y + f * (x - x0)
+            mats.append([[1.0, 0.0, 0.0], [f, 1.0, -f * (w / 2.0 if center else 0.0)]])
+    return unbatch(affine(x, mats), added)
 
 
 def shear_x(images: torch.Tensor, factor, center: bool = False) -> torch.Tensor:
@@ -288,7 +288,7 @@ def shear_y(images: torch.Tensor, factor, center: bool = False) -> torch.Tensor:
 def _translate(images: torch.Tensor, pixels, axis: int) -> torch.Tensor:
     x, added = _prepare(images)
     n = x.shape[0]
-    shifts = torch.as_tensor(pixels).reshape(-1).expand(n).tolist()
+    shifts = per_sample_list(pixels, n)
     out = torch.zeros_like(x)
     dim = -1 if axis == 0 else -2
     size = x.shape[dim]

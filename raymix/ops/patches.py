@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from raymix.ops.blends import blend
+from raymix.ops.blends import blend_one
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import as_batch, require_uint8
+from raymix.ops.tensors import require_uint8
 
 __all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix", "patch_mix_"]
 
@@ -55,11 +55,11 @@ def patch_mix_(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str,
     """:func:`patch_mix` in place: writes the blended box into ``images`` and returns it."""
     require_uint8(images)
     require_uint8(sources, "sources")
-    x, _ = as_batch(images)
-    y, _ = as_batch(sources)
-    if isinstance(params, dict):
-        params = [params] * x.shape[0]
     top, bottom, left, right = box
-    region = images[..., top:bottom, left:right]
-    region.copy_(blend(kind, x[..., top:bottom, left:right], y[..., top:bottom, left:right], params).view_as(region))
+    batch, src = (images.unsqueeze(0), sources.unsqueeze(0)) if images.ndim == 3 else (images, sources)
+    if isinstance(params, dict):
+        params = [params] * batch.shape[0]
+    for i, p in enumerate(params):
+        region = batch[i, :, top:bottom, left:right]
+        region.copy_(blend_one(kind, region, src[i, :, top:bottom, left:right], p))
     return images

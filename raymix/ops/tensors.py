@@ -64,6 +64,24 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return round_to_uint8(images.mul(255.0))
 
 
+def per_sample_list(values, n: int) -> list:
+    """A scalar or ``n`` per-sample values (sequence or tensor) as a Python list of ``n``."""
+    if isinstance(values, (int, float)):
+        return [values] * n
+    if isinstance(values, (list, tuple)):
+        if len(values) == 1:
+            return list(values) * n
+        if len(values) != n:
+            raise ValueError(f"expected {n} per-sample values, got {len(values)}")
+        return list(values)
+    t = torch.as_tensor(values).reshape(-1)
+    if t.numel() == 1:
+        return [t.item()] * n
+    if t.numel() != n:
+        raise ValueError(f"expected {n} per-sample values, got {t.numel()}")
+    return t.tolist()
+
+
 def per_sample(values: float | Sequence[float] | torch.Tensor, n: int, *, dtype=torch.float32,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """A scalar or one value per sample as an ``(N, 1, 1, 1)`` tensor that broadcasts over images."""
