@@ -233,3 +233,19 @@ def test_map_batches_on_ray_data(ray_cluster):
     for j, key in enumerate(local["key"]):
         assert np.array_equal(by_key[key]["image"], local["image"][j])
         assert by_key[key]["label"] == local["label"][j]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ONE_IMAGE_METHODS + ["diffusemix"])
+def test_cuda_matches_cpu(name):
+    x = smooth_images(6, 32)
+    method = make(name)
+    if name == "diffusemix":
+        cpu, infos = method.mix(x, x.flip(-1), generators(6))
+        gpu, infos_g = method.mix(x.cuda(), x.flip(-1).cuda(), generators(6))
+    else:
+        cpu, infos = method.augment(x, generators(6))
+        gpu, infos_g = method.augment(x.cuda(), generators(6))
+    assert gpu.is_cuda and gpu.dtype == torch.uint8 and infos == infos_g
+    diff = (gpu.cpu().int() - cpu.int()).abs()
+    assert (diff > 2).float().mean() < 0.01  # float rounding differs between devices, rarely by more

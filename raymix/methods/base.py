@@ -24,7 +24,7 @@ from raymix.io import schema
 from raymix.ops.rng import child_generator, sample_generator
 from raymix.ops.tensors import nchw_to_nhwc, nhwc_to_nchw
 
-__all__ = ["MixingMethod", "resolve_fractals", "rows_to_images", "images_to_rows"]
+__all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "rows_to_images", "images_to_rows"]
 
 FractalSpec = Any  # a FractalBank, or a spec string for FractalBank.load (None = generated)
 
@@ -41,6 +41,13 @@ def resolve_fractals(spec: FractalSpec, *, size: int, seed: int, grayscale: bool
     except ImportError as err:  # pragma: no cover - depends on the installed package
         raise ImportError("raymix.fractals is needed to build a fractal bank; pass fractals=<bank>") from err
     return FractalBank.load(spec, size=size, seed=seed, grayscale=grayscale)
+
+
+def choose_preset(presets: Mapping[str, dict], preset: str) -> dict:
+    """The hyperparameters of a named preset (e.g. ``"imagenet"``, ``"cifar"``)."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(presets)}")
+    return presets[preset]
 
 
 def _column(batch: Mapping[str, Any], name: str, n: int, default) -> list:

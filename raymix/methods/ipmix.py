@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from raymix.methods.base import FractalSpec, MixingMethod
+from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import BLENDS, sample_blend
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, apply_ops, sample_op
 from raymix.ops.patches import patch_mix_, sample_patch_box
@@ -68,11 +68,9 @@ class IPMix(MixingMethod):
                  patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
                  seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
                  size: int | None = None, chunk_size: int = 8):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
-        p = PRESETS[preset]
+        p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
                          size=p["size"] if size is None else size, chunk_size=chunk_size)
         self.preset = preset

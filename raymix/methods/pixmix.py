@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from raymix.methods.base import FractalSpec, MixingMethod
+from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import blend_one, sample_blend
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, apply_ops, sample_op
 from raymix.ops.rng import Draws
@@ -55,9 +55,7 @@ class PixMix(MixingMethod):
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0, replicas: int = 1,
                  epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-        p = PRESETS[preset]
+        p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
                          size=p["size"] if size is None else size, chunk_size=chunk_size)
         self.preset = preset

@@ -31,6 +31,16 @@ def _axis(kind: str) -> int:
     raise ValueError(f"unknown mask {kind!r}; expected one of {MASKS}")
 
 
+def _pair(first: torch.Tensor, second: torch.Tensor, name1: str, name2: str):
+    require_uint8(first, name1)
+    require_uint8(second, name2)
+    a, added = as_batch(first)
+    b, _ = as_batch(second)
+    if a.shape != b.shape:
+        raise ValueError(f"{name1} {tuple(a.shape)} and {name2} {tuple(b.shape)} differ in shape")
+    return a, b, added
+
+
 def mask_profile(kind: str, length: int, seam: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
     """Weight of the original along the split axis: 1 before the middle, 0 after (for
     ``"left"``/``"top"``; the complement for ``"right"``/``"bottom"``), with a linear ramp of
@@ -62,12 +72,7 @@ def concat_mask(kind: str, height: int, width: int, seam: int = 0, device: torch
 def hybrid(originals: torch.Tensor, generated: torch.Tensor, kinds: Sequence[str] | str, seam: int = 0
            ) -> torch.Tensor:
     """``M * I + (1 - M) * I_gen`` for each pair, ``uint8`` in and out (DiffuseMix Eq. 1)."""
-    require_uint8(originals, "originals")
-    require_uint8(generated, "generated")
-    x, added = as_batch(originals)
-    g, _ = as_batch(generated)
-    if x.shape != g.shape:
-        raise ValueError(f"original {tuple(x.shape)} and generated {tuple(g.shape)} differ in shape")
+    x, g, added = _pair(originals, generated, "original", "generated")
     n, _, h, w = x.shape
     if isinstance(kinds, str):
         kinds = [kinds] * n
@@ -88,12 +93,7 @@ def hybrid(originals: torch.Tensor, generated: torch.Tensor, kinds: Sequence[str
 def fractal_blend(hybrids: torch.Tensor, fractals: torch.Tensor, lam=0.20) -> torch.Tensor:
     """``A = (1 - lam) * H + lam * F`` (DiffuseMix Eq. 2; ``lam = 0.20`` in all experiments),
     ``uint8`` in and out, rounded. ``lam`` is a scalar or one value per sample."""
-    require_uint8(hybrids, "hybrids")
-    require_uint8(fractals, "fractals")
-    h, added = as_batch(hybrids)
-    f, _ = as_batch(fractals)
-    if h.shape != f.shape:
-        raise ValueError(f"hybrid {tuple(h.shape)} and fractal {tuple(f.shape)} differ in shape")
+    h, f, added = _pair(hybrids, fractals, "hybrid", "fractal")
     n = h.shape[0]
     weights = torch.as_tensor(lam, dtype=torch.float64).reshape(-1).expand(n).tolist()
     out = torch.empty_like(h)
