@@ -259,7 +259,7 @@ class MixingMethod:
 
         out = _OutputRows()
         for i in range(n):
-            meta = _row_meta(batch, i, n)
+            meta = _row_meta(batch, i)
             if reasons[i]:
                 out.add(images[i], keys[i], keys[i], self.name, -1, "{}", self.seed, meta, stages[i], reasons[i])
                 continue
@@ -315,7 +315,7 @@ def _generators(n: int, generator: torch.Generator | None) -> list[torch.Generat
     return [child_generator(s) for s in seeds]
 
 
-def _row_meta(batch: Mapping[str, Any], i: int, n: int) -> dict:
+def _row_meta(batch: Mapping[str, Any], i: int) -> dict:
     meta = {}
     for name, default in ((schema.LABEL, -1), (schema.CLASS_NAME, ""), (schema.SOURCE, "")):
         values = batch.get(name)

@@ -222,7 +222,7 @@ class DiffuseMix(MixingMethod):
         extra = ("prompt", "generated", "hybrid") if self.keep_intermediates else ("prompt",)
         out = _OutputRows(extra)
         for i in range(n):
-            meta = _row_meta(batch, i, n)
+            meta = _row_meta(batch, i)
             more = {"prompt": prompts[i]}
             result = results.get(i)
             if reasons[i] or isinstance(result, str):
