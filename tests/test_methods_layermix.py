@@ -1,14 +1,12 @@
-import math
-
 import pytest
 import torch
 
 from fractal_double import NoiseBank
 from freqs import assert_frequencies
-from methods_helpers import run_many, smooth_images, generators
+from methods_helpers import generators, run_many, smooth_images
 from raymix.methods import LayerMix
 from raymix.methods.layermix import LAYERMIX_CODE_OPS
-from raymix.ops.image_ops import LAYERMIX_OPS
+from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +59,6 @@ def test_first_output_is_the_op_applied_to_the_image():
     method = LayerMix(fractals=NoiseBank(grayscale=True))
     x = smooth_images(40, 16)
     out, infos = method.augment(x, generators(40))
-    from raymix.ops.image_ops import apply_ops
-
     for i, info in enumerate(infos):
         if info["output"] == 1:
             assert torch.equal(out[i], apply_ops(x[i:i + 1], info["stages"], LAYERMIX_OPS)[0])

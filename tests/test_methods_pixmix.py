@@ -3,7 +3,7 @@ import torch
 
 from fractal_double import NoiseBank
 from freqs import assert_frequencies
-from methods_helpers import run_many
+from methods_helpers import run_many, smooth_images
 from raymix.methods import PixMix
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS
 
@@ -47,8 +47,6 @@ def test_fractal_recorded_exactly_when_used(sampled):
 
 def test_no_rounds_and_no_start_op_returns_the_image(sampled):
     out, infos = sampled
-    from methods_helpers import smooth_images
-
     x = smooth_images(3000, 12)
     untouched = [i for i, info in enumerate(infos) if info["start"] is None and not info["rounds"]]
     assert untouched and all(torch.equal(out[i], x[i]) for i in untouched)
