@@ -39,7 +39,7 @@ def test_random_sd15_flops_per_image(resolution, reference_tflop):
             "random-sd15", device="meta", dtype="bf16", preset="fast", steps=steps, resolution=resolution
         )
         prompt = ed.library.text(0)
-        ed._embed(prompt), ed._embed("")  # warm the prompt cache, as in the benchmark
+        ed.encode_prompts([prompt])  # warm the prompt cache, as the benchmark does
         images = torch.zeros(1, 3, resolution, resolution, dtype=torch.uint8)
         return count_flops(lambda: ed.edit(images, [prompt], [torch.Generator().manual_seed(0)]))
 

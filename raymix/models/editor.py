@@ -237,9 +237,10 @@ class InstructPix2PixEditor:
     Randomness. A row's prompt is drawn from
     ``sample_generator(seed, source_key, replica, salt="prompt")`` and its noise from
     ``sample_generator(seed, source_key, replica, salt="edit")``, so a row's edit does
-    not depend on which other rows share its batch or on which worker runs it. On a
-    GPU, kernels may differ with the batch size in the last bits; pass ``model_batch``
-    to run every model call at one fixed size.
+    not depend on which other rows share its batch or on which worker runs it. Matrix
+    kernels are chosen by shape (and on the CPU split their sums by thread count), so
+    without ``model_batch`` a row can differ by one grey level between batch sizes;
+    ``model_batch`` runs every model call at one fixed size.
 
     Blank outputs. A generated image that is near-white, near-black or near-uniform
     (:func:`raymix.ops.blank.blank_kinds`) is edited again with the next prompt of the
@@ -325,6 +326,8 @@ class InstructPix2PixEditor:
             )
         else:
             self.device, self.dtype = pipeline.unet.device, pipeline.unet.dtype
+        for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
+            module.eval().requires_grad_(False)
         self.pipeline = pipeline
         self.tokenizer = pipeline.tokenizer
         self.text_encoder = pipeline.text_encoder
@@ -430,6 +433,7 @@ class InstructPix2PixEditor:
         empty = self._embed("").expand_as(text)
         return torch.cat([text, empty, empty])
 
+    @torch.inference_mode()
     def _embed(self, prompt: str) -> torch.Tensor:
         if prompt in self._prompt_cache:
             self._prompt_cache.move_to_end(prompt)
@@ -534,14 +538,16 @@ class InstructPix2PixEditor:
         """
         r = self.settings.resolution
         sizes = [img.shape[:2] for img in images]
-        pixels = torch.stack([_resize(_to_chw(img, self.device), (r, r)) for img in images])
+        if len(set(sizes)) == 1:  # one transfer for the whole batch (np.stack also copies read-only views)
+            pixels = _resize(torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2), (r, r))
+        else:
+            pixels = torch.stack([_resize(_to_chw(img, self.device), (r, r)) for img in images])
         edited = self.edit(pixels, prompts, generators)
         kinds = blank_kinds(edited, self.settings.blank).tolist()
-        if len(set(sizes)) == 1 and sizes[0] != (r, r):
-            edited = _resize(edited, sizes[0])
-        elif len(set(sizes)) > 1:
-            edited = [_resize(e, s) for e, s in zip(edited, sizes)]
-        host = [e.permute(1, 2, 0).cpu().numpy() for e in edited]
+        if len(set(sizes)) == 1:  # one transfer for the whole batch
+            host = list(_resize(edited, sizes[0]).permute(0, 2, 3, 1).cpu().numpy())
+        else:
+            host = [_resize(e, s).permute(1, 2, 0).cpu().numpy() for e, s in zip(edited, sizes)]
         return host, [BLANK_KINDS[k] for k in kinds]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -684,7 +690,7 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _to_chw(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+    return torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1)  # a copy: batches may be read-only
 
 
 def _resize(images: torch.Tensor, size) -> torch.Tensor:

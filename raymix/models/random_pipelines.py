@@ -154,10 +154,10 @@ def build_random_pipeline(size: str = "tiny", *, seed: int = 0, device="cpu", dt
             )
         )
     pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
-        unet=unet,
+        unet=unet.eval(),
         scheduler=EulerAncestralDiscreteScheduler(**_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
