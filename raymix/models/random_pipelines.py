@@ -26,12 +26,20 @@ __all__ = ["RANDOM_MODELS", "build_random_pipeline", "byte_level_clip_tokenizer"
 
 # UNet, VAE and text-encoder configurations. The sd15 values are the published
 # Stable Diffusion 1.5 / InstructPix2Pix configs, written out so nothing is fetched.
+# InstructPix2Pix's UNet reads 8 channels: the noisy latents and the input image's latents.
+_UNET = dict(in_channels=8, out_channels=4)
+_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    latent_channels=4,
+)
 _CONFIGS = {
     "tiny": {
         "unet": dict(
+            **_UNET,
             sample_size=8,
-            in_channels=8,
-            out_channels=4,
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             block_out_channels=(32, 64),
@@ -40,17 +48,7 @@ _CONFIGS = {
             cross_attention_dim=32,
             attention_head_dim=8,
         ),
-        "vae": dict(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 16, 16, 16),
-            layers_per_block=1,
-            norm_num_groups=8,
-            latent_channels=4,
-            sample_size=64,
-        ),
+        "vae": dict(**_VAE, block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64),
         "text_encoder": dict(
             hidden_size=32,
             intermediate_size=64,
@@ -62,9 +60,8 @@ _CONFIGS = {
     },
     "sd15": {
         "unet": dict(
+            **_UNET,
             sample_size=64,
-            in_channels=8,
-            out_channels=4,
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
             block_out_channels=(320, 640, 1280, 1280),
@@ -74,15 +71,7 @@ _CONFIGS = {
             attention_head_dim=8,
         ),
         "vae": dict(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            norm_num_groups=32,
-            latent_channels=4,
-            sample_size=512,
+            **_VAE, block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512
         ),
         "text_encoder": dict(
             hidden_size=768,
