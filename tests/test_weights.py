@@ -1,15 +1,18 @@
-"""Model weights from a local folder, an S3 mirror (a local moto server) and the local HF cache."""
+"""Model weights from a local folder, an S3 mirror and the local HF cache.
+
+S3 is moto's server on 127.0.0.1 (``s3_bucket`` from conftest), reached through s3fs with
+the endpoint from the standard AWS environment, as users reach a real store.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 from pathlib import Path
 
 import pytest
 
+from raymix.io.storage import filesystem
 from raymix.models.weights import (
     COMPLETE_MARKER,
     MANIFEST,
@@ -18,31 +21,6 @@ from raymix.models.weights import (
     resolve_model,
     select_model_files,
 )
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server on 127.0.0.1 and the storage options that reach it through s3fs."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
-    import s3fs
-
-    s3fs.S3FileSystem(**options).mkdir("models")
-    yield options
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +76,14 @@ def test_local_folder_and_hf_id(tiny_folder, tmp_path):
         resolve_model(str(tmp_path / "missing"))
 
 
-def test_s3_mirror_is_copied_once_per_node(s3, tiny_folder, tmp_path, monkeypatch, request):
+def test_s3_mirror_is_copied_once_per_node(s3_bucket, s3_server, tiny_folder, tmp_path, monkeypatch, request):
     import s3fs
 
-    copied = mirror_model(str(tiny_folder), "s3://models/tiny", storage_options=s3)
+    mirror = f"{s3_bucket}/models/tiny"
+    copied = mirror_model(str(tiny_folder), mirror)
     assert "unet/diffusion_pytorch_model.bin" not in copied and "README.md" not in copied
-    remote = s3fs.S3FileSystem(**s3)
-    assert json.loads(remote.cat_file(f"models/tiny/{MANIFEST}"))["files"].keys() == set(copied)
+    remote, root = filesystem(mirror)
+    assert json.loads(remote.cat_file(f"{root}/{MANIFEST}"))["files"].keys() == set(copied)
 
     gets = []
     original = s3fs.S3FileSystem._get_file  # the coroutine behind S3FileSystem.get_file
@@ -117,11 +96,10 @@ def test_s3_mirror_is_copied_once_per_node(s3, tiny_folder, tmp_path, monkeypatc
     s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when created
     request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
     cache = tmp_path / "cache"
+    options = {"endpoint_url": s3_server}  # explicit options reach s3fs too
     paths = []
     threads = [
-        threading.Thread(
-            target=lambda: paths.append(resolve_model("s3://models/tiny", cache_dir=cache, storage_options=s3))
-        )
+        threading.Thread(target=lambda: paths.append(resolve_model(mirror, cache_dir=cache, storage_options=options)))
         for _ in range(4)
     ]
     for t in threads:
@@ -134,16 +112,16 @@ def test_s3_mirror_is_copied_once_per_node(s3, tiny_folder, tmp_path, monkeypatc
     assert _files(local) == set(copied) | {COMPLETE_MARKER}
     assert not [p for p in cache.iterdir() if ".partial-" in p.name]
 
-    assert resolve_model("s3://models/tiny", cache_dir=cache, storage_options=s3) == str(local)
+    assert resolve_model(mirror, cache_dir=cache) == str(local)
     assert len(gets) == len(copied)  # the finished copy is reused
+
+    import torch
 
     from raymix.models.editor import InstructPix2PixEditor
 
-    kwargs = dict(preset="fast", steps=2, resolution=64, cache_dir=str(cache), storage_options=s3)
-    from_s3 = InstructPix2PixEditor("s3://models/tiny", **kwargs)
+    kwargs = dict(preset="fast", steps=2, resolution=64, cache_dir=str(cache))
+    from_s3 = InstructPix2PixEditor(mirror, **kwargs)
     from_folder = InstructPix2PixEditor(str(tiny_folder), **kwargs)
-    import torch
-
     images = torch.full((1, 3, 64, 64), 128, dtype=torch.uint8)
     prompt = [from_s3.library.text(0)]
     a = from_s3.edit(images, prompt, [torch.Generator().manual_seed(0)])
@@ -151,29 +129,30 @@ def test_s3_mirror_is_copied_once_per_node(s3, tiny_folder, tmp_path, monkeypatc
     assert torch.equal(a, b)
 
 
-def test_unfinished_copy_is_not_used(s3, tiny_folder, tmp_path):
-    mirror_model(str(tiny_folder), "s3://models/tiny2", storage_options=s3)
+def test_unfinished_copy_is_not_used(s3_bucket, tiny_folder, tmp_path):
+    mirror = f"{s3_bucket}/models/tiny"
+    mirror_model(str(tiny_folder), mirror)
     cache = tmp_path / "cache"
-    local = Path(resolve_model("s3://models/tiny2", cache_dir=cache, storage_options=s3))
+    local = Path(resolve_model(mirror, cache_dir=cache))
     (local / COMPLETE_MARKER).unlink()
     (local / "model_index.json").unlink()  # as if a copy had died half way
-    again = Path(resolve_model("s3://models/tiny2", cache_dir=cache, storage_options=s3))
+    again = Path(resolve_model(mirror, cache_dir=cache))
     assert again == local and (local / "model_index.json").is_file() and (local / COMPLETE_MARKER).is_file()
 
 
-def test_s3_prefix_with_only_pickle_weights_is_refused(s3, tmp_path):
-    import s3fs
-
-    remote = s3fs.S3FileSystem(**s3)
-    remote.pipe_file("models/pickled/unet/config.json", b"{}")
-    remote.pipe_file("models/pickled/unet/diffusion_pytorch_model.bin", b"\x80\x02")
+def test_s3_prefix_with_only_pickle_weights_is_refused(s3_bucket, tmp_path):
+    remote, root = filesystem(f"{s3_bucket}/models/pickled")
+    remote.pipe_file(f"{root}/unet/config.json", b"{}")
+    remote.pipe_file(f"{root}/unet/diffusion_pytorch_model.bin", b"\x80\x02")
     with pytest.raises(UnsafeWeightsError):
-        resolve_model("s3://models/pickled", cache_dir=tmp_path, storage_options=s3)
+        resolve_model(f"{s3_bucket}/models/pickled", cache_dir=tmp_path)
     assert not list(tmp_path.glob("pickled-*/*"))
 
 
-def test_mirror_from_the_local_hf_cache(s3, tiny_folder, tmp_path, monkeypatch):
+def test_mirror_from_the_local_hf_cache(s3_bucket, tiny_folder, tmp_path, monkeypatch):
     """An HF id already in the hub cache (HF_HUB_CACHE layout: refs/main -> snapshots/<commit>)."""
+    import huggingface_hub.constants
+
     commit = "0" * 40
     repo = tmp_path / "hub" / "models--someone--tiny-pix2pix"
     snapshot = repo / "snapshots" / commit
@@ -182,15 +161,13 @@ def test_mirror_from_the_local_hf_cache(s3, tiny_folder, tmp_path, monkeypatch):
         (snapshot / rel).symlink_to(tiny_folder / rel)  # the hub cache links snapshots to blobs
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
-    import huggingface_hub.constants
-
     # What HF_HUB_CACHE=... in the environment sets when the hub client is imported.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    copied = mirror_model("someone/tiny-pix2pix", "s3://models/from-hub", storage_options=s3)
-    local = Path(resolve_model("s3://models/from-hub", cache_dir=tmp_path / "cache", storage_options=s3))
+    copied = mirror_model("someone/tiny-pix2pix", f"{s3_bucket}/from-hub")
+    local = Path(resolve_model(f"{s3_bucket}/from-hub", cache_dir=tmp_path / "cache"))
     assert _files(local) == set(copied) | {COMPLETE_MARKER}
     assert (local / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == (
         tiny_folder / "unet" / "diffusion_pytorch_model.safetensors"
     ).read_bytes()
     with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
-        mirror_model("someone/not-downloaded", "s3://models/x", storage_options=s3)
+        mirror_model("someone/not-downloaded", f"{s3_bucket}/x")

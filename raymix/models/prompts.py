@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raymix.models.storage import filesystem
+from raymix.io.storage import filesystem
 
 __all__ = [
     "BARE_TEMPLATE",

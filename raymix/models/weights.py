@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from raymix.models.storage import filesystem
+from raymix.io.storage import filesystem
 
 __all__ = [
     "UnsafeWeightsError",
