@@ -54,7 +54,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -640,12 +640,6 @@ class InstructPix2PixEditor:
                 "dtype": str(self.dtype).removeprefix("torch."),
             }
         )
-
-    def describe(self) -> dict[str, Any]:
-        """Settings and runtime choices, for logs and benchmark output."""
-        d = asdict(self.settings)
-        d.update(model=self.model_name, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."))
-        return d
 
 
 # ---------------------------------------------------------------------- helpers
