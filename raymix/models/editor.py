@@ -62,14 +62,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from raymix.io import schema
-from raymix.models.prompts import (
-    BARE_TEMPLATE,
-    PAPER_PROMPTS,
-    PAPER_TEMPLATE,
-    PUBLIC_CODE_PROMPTS,
-    PromptLibrary,
-    read_prompt_file,
-)
+from raymix.models.prompts import BARE_TEMPLATE, PUBLIC_CODE_PROMPTS, PromptLibrary, read_prompt_file
 from raymix.models.random_pipelines import RANDOM_MODELS, build_random_pipeline
 from raymix.models.weights import resolve_model
 from raymix.ops.blank import BLANK_KINDS, PUBLIC_CODE_BLANK, BlankThresholds, blank_kinds

@@ -13,7 +13,7 @@ lines starting with ``#`` are skipped), at any fsspec URL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,13 +86,3 @@ def read_prompt_file(uri: str, storage_options: Mapping[str, Any] | None = None)
     if not prompts:
         raise ValueError(f"prompt file {uri} has no prompts")
     return prompts
-
-
-def as_library(
-    prompts: Sequence[str] | None, template: str | None, default: PromptLibrary
-) -> PromptLibrary:
-    """``default`` with the given prompts and/or template replaced."""
-    return PromptLibrary(
-        prompts=tuple(prompts) if prompts is not None else default.prompts,
-        template=template if template is not None else default.template,
-    )
