@@ -142,9 +142,11 @@ def structure_stats(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image statistics of ``uint8`` ``(N, 3, H, W)`` images, computed on the luma.
 
     ``std``: standard deviation of the luma in [0, 255]. ``edge_density``: fraction of pixels whose
-    horizontal or vertical neighbour differs by more than 16 levels. ``neighbour_corr``: correlation
-    between horizontally adjacent pixels (about 0 for white noise, near 1 for smooth images).
-    Sums are taken in integers, so the numbers do not depend on thread count or device.
+    horizontal or vertical neighbour differs by more than 16 levels. ``busy_tiles``: fraction of the
+    4x4 tiles of the image with an edge density above 2% (low when most of it is flat).
+    ``neighbour_corr``: correlation between horizontally adjacent pixels (about 0 for white noise,
+    near 1 for smooth images). Sums are taken in integers, so the numbers do not depend on thread
+    count or device.
     """
     y = to_grayscale(images).squeeze(-3).to(torch.int64)
     n = y.shape[-1] * y.shape[-2]
@@ -158,6 +160,9 @@ def structure_stats(images: torch.Tensor) -> dict[str, torch.Tensor]:
     edges[..., :, 1:] |= dx
     edges[..., 1:, :] |= dy
     edge_density = edges.sum((-2, -1)).to(torch.float64) / n
+    H, W = y.shape[-2:]
+    tiles = edges[..., : H // 4 * 4, : W // 4 * 4].reshape(*y.shape[:-2], 4, H // 4, 4, W // 4)
+    busy = (tiles.sum((-3, -1)) * 50 > (H // 4) * (W // 4)).sum((-2, -1)).to(torch.float64) / 16
     left, right = y[..., :, :-1], y[..., :, 1:]
     m = left.shape[-1] * left.shape[-2]
     sl, sr = left.sum((-2, -1)), right.sum((-2, -1))
@@ -165,7 +170,7 @@ def structure_stats(images: torch.Tensor) -> dict[str, torch.Tensor]:
     vl = ((left * left).sum((-2, -1)) * m - sl * sl).to(torch.float64)
     vr = ((right * right).sum((-2, -1)) * m - sr * sr).to(torch.float64)
     corr = cov / (vl * vr).sqrt().clamp(min=1e-12)
-    return {"std": std, "edge_density": edge_density, "neighbour_corr": corr}
+    return {"std": std, "edge_density": edge_density, "busy_tiles": busy, "neighbour_corr": corr}
 
 
 def is_structured(
@@ -173,11 +178,14 @@ def is_structured(
     min_std: float = 10.0,
     edge_density: tuple[float, float] = (0.02, 0.6),
     min_neighbour_corr: float = 0.5,
+    min_busy_tiles: float = 0.0,
 ) -> torch.Tensor:
-    """``(N,)`` bool: not near-uniform (luma std), some but not all pixels on edges, not noise."""
+    """``(N,)`` bool: not near-uniform (luma std), some but not all pixels on edges, not noise, and
+    (with ``min_busy_tiles``) structure spread over the frame rather than in one corner."""
     s = structure_stats(images)
     return (
-        (s["std"] >= min_std)
+        (s["busy_tiles"] >= min_busy_tiles)
+        & (s["std"] >= min_std)
         & (s["edge_density"] >= edge_density[0])
         & (s["edge_density"] <= edge_density[1])
         & (s["neighbour_corr"] >= min_neighbour_corr)
@@ -392,12 +400,15 @@ def render_ifs(
     generator: torch.Generator,
     *,
     n_points: int = 2048,
-    n_steps: int = 96,
+    n_steps: int | None = None,
+    points_per_pixel: float = 3.0,
     burn_in: int = 12,
     gamma: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render systems as ``uint8`` ``(B, 3, size, size)`` images; also return their filling rates.
 
+    The chaos game runs ``n_points`` walkers for ``n_steps`` recorded steps, by default enough for
+    ``points_per_pixel`` points per pixel (96 steps at 256x256), so images look alike at any size.
     Brightness is the log-density of visits, ``log(1 + n) / log(1 + 4 * mean n)`` over the visited
     pixels, clipped to 1, then ``^(1/gamma)``;
     colour is the palette at the mean colour coordinate of the visits. The attractor is fitted into
@@ -407,6 +418,8 @@ def render_ifs(
     """
     B = len(params)
     S = size
+    if n_steps is None:
+        n_steps = max(8, math.ceil(points_per_pixel * S * S / n_points))
     x, y, colour = chaos_game(params, generator, n_points=n_points, n_steps=n_steps, burn_in=burn_in)
 
     n_fill = min(x.shape[1], max(1, round(_FILL_POINTS_PER_PIXEL * S * S)))
@@ -586,7 +599,7 @@ def sample_orbit_trap(
     family = (_uniform((batch,), generator, device=device) < julia_prob).long()
     pick = torch.randint(len(powers), (batch,), generator=generator, device=device)
     power = torch.tensor(powers, device=device)[pick]
-    near = _boundary_points(power, generator, band=(12, 200))
+    near = _boundary_points(power, generator, band=(25, 200))
     julia_c = _boundary_points(power, generator, band=(18, 200))
     jitter = torch.complex(*_uniform((2, batch), generator, -0.3, 0.3, device))
     center = torch.where(family == 1, jitter, near)
@@ -696,10 +709,11 @@ def orbit_trap_batch(
     device: torch.device | str | None = None,
 ) -> OrbitTrapResult:
     """Draw ``batch`` views (:func:`sample_orbit_trap`), render them (:func:`render_orbit_trap`) and
-    keep those that pass :func:`is_structured` (not near-uniform, not noise)."""
+    keep those that pass :func:`is_structured` (not near-uniform, not noise) with at least half of
+    the frame busy: these views fill the frame, so a mostly flat one has missed the fractal."""
     params = sample_orbit_trap(batch, generator, julia_prob=julia_prob, powers=powers, device=device)
     images = render_orbit_trap(params, size, max_iter=max_iter)
-    ok = is_structured(images)
+    ok = is_structured(images, min_busy_tiles=0.5)
     return OrbitTrapResult(images[ok], params.select(ok), ok)
 
 
