@@ -66,7 +66,6 @@ _FILL_POINTS_PER_PIXEL = 100_000 / 512**2
 _FILL_MARGIN = 6 / 512
 
 _TRAPS = ("point", "line", "circle", "cross")
-_FAMILIES = ("mandelbrot", "julia")
 
 
 class _Rows:
@@ -489,18 +488,24 @@ def ifs_batch(
     return IFSResult(images[ok], params.select(ok), rate[ok], rate, ok)
 
 
+def _batches_until(n: int, max_batches: int, what: str, draw) -> list:
+    """Results of ``draw()`` until together they hold ``n`` accepted images."""
+    parts, have = [], 0
+    while have < n and len(parts) < max_batches:
+        parts.append(draw())
+        have += len(parts[-1].images)
+    if have < n:
+        raise RuntimeError(f"only {have} of {n} {what} were accepted in {max_batches} batches")
+    return parts
+
+
 def ifs_fractals(
     n: int, size: int, generator: torch.Generator, *, batch: int = 16, max_batches: int = 1000, **kwargs
 ) -> IFSResult:
     """``n`` accepted IFS fractals: :func:`ifs_batch` until enough pass, kept in draw order.
 
     Raises ``RuntimeError`` if ``max_batches`` batches do not give ``n``."""
-    parts, have = [], 0
-    while have < n and len(parts) < max_batches:
-        parts.append(ifs_batch(batch, size, generator, **kwargs))
-        have += len(parts[-1].images)
-    if have < n:
-        raise RuntimeError(f"only {have} of {n} IFS systems were accepted in {max_batches} batches of {batch}")
+    parts = _batches_until(n, max_batches, "IFS systems", lambda: ifs_batch(batch, size, generator, **kwargs))
     return IFSResult(
         torch.cat([p.images for p in parts])[:n],
         IFSParams.cat([p.params for p in parts]).select(slice(0, n)),
@@ -721,12 +726,8 @@ def orbit_trap_fractals(
     n: int, size: int, generator: torch.Generator, *, batch: int = 8, max_batches: int = 1000, **kwargs
 ) -> OrbitTrapResult:
     """``n`` accepted orbit-trap fractals: :func:`orbit_trap_batch` until enough pass, in draw order."""
-    parts, have = [], 0
-    while have < n and len(parts) < max_batches:
-        parts.append(orbit_trap_batch(batch, size, generator, **kwargs))
-        have += len(parts[-1].images)
-    if have < n:
-        raise RuntimeError(f"only {have} of {n} orbit-trap views were accepted in {max_batches} batches")
+    parts = _batches_until(n, max_batches, "orbit-trap views",
+                           lambda: orbit_trap_batch(batch, size, generator, **kwargs))
     return OrbitTrapResult(
         torch.cat([p.images for p in parts])[:n],
         OrbitTrapParams.cat([p.params for p in parts]).select(slice(0, n)),
