@@ -170,8 +170,8 @@ class FractalBank:
         if flip:
             hflip = u[:, 3] < 0.5
             vflip = (u[:, 3] * 2) % 1.0 < 0.5
-            crops = torch.where(hflip[:, None, None, None], crops.flip(-1), crops)
-            crops = torch.where(vflip[:, None, None, None], crops.flip(-2), crops)
+            crops[hflip] = crops[hflip].flip(-1)  # crops is a fresh tensor: flip in place
+            crops[vflip] = crops[vflip].flip(-2)
         if C == 1:
             crops = crops.expand(-1, 3, -1, -1).contiguous()
         return crops, [self.ids[i] for i in index.tolist()]
@@ -373,14 +373,25 @@ def _key(recipe: dict, fingerprint=None) -> str:
 def _shared(recipe: dict, use_disk: bool, build, fingerprint=None) -> FractalBank:
     """The process's bank for ``recipe``; built (or read from the disk cache) on first use.
 
-    The disk cache holds the colour images; grayscale banks convert on load."""
+    A grayscale bank is cached as its own file, made from the colour one (read or built)."""
     key = _key(recipe, fingerprint)
     pkey = f"{key}:{recipe['grayscale']}"
     with _banks_lock:
         bank = _banks.get(pkey)
     if bank is not None:
         return bank
-    images, ids, skipped = _cached(key, build) if use_disk else build()
+
+    def colour():
+        return _cached(key, build) if use_disk else build()
+
+    def gray():
+        images, ids, skipped = colour()
+        return to_grayscale(images), ids, skipped
+
+    if not recipe["grayscale"]:
+        images, ids, skipped = colour()
+    else:
+        images, ids, skipped = _cached(f"{key}-gray", gray) if use_disk else gray()
     if skipped:
         where = recipe.get("uri", "the fractal folder")
         warnings.warn(
@@ -388,8 +399,6 @@ def _shared(recipe: dict, use_disk: bool, build, fingerprint=None) -> FractalBan
             f"be read, e.g. {skipped[0][0]} ({skipped[0][1]}); see FractalBank.skipped",
             stacklevel=3,
         )
-    if recipe["grayscale"]:
-        images = to_grayscale(images)
     bank = FractalBank(images, ids, skipped=skipped, recipe=recipe)
     with _banks_lock:
         return _banks.setdefault(pkey, bank)
@@ -429,7 +438,9 @@ def _read_cache(npy: Path, meta: Path):
         array = np.load(npy, mmap_mode="c")
     except (OSError, ValueError):
         return None
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != len(info["ids"]):
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] not in (1, 3):
+        return None
+    if array.shape[0] != len(info["ids"]):
         return None
     return torch.from_numpy(array), info["ids"], [tuple(s) for s in info["skipped"]]
 

@@ -193,9 +193,11 @@ def test_process_cache_and_disk_cache(tmp_path):
     finally:
         bank_module._generate = build
     assert b is not a and torch.equal(a.images, b.images) and a.ids == b.ids
-    gray = FractalBank.generate(4, SIZE, seed=9, grayscale=True)  # shares the colour cache file
-    assert len(list((tmp_path / "cache" / "fractals").glob("*.npy"))) == 1
+    gray = FractalBank.generate(4, SIZE, seed=9, grayscale=True)  # made from the colour file, then cached
+    assert len(list((tmp_path / "cache" / "fractals").glob("*.npy"))) == 2
     assert torch.equal(gray.images[:, :1], F.to_grayscale(a.images))
+    bank_module._banks.clear()
+    assert torch.equal(FractalBank.generate(4, SIZE, seed=9, grayscale=True).images, gray.images)
 
 
 def test_grayscale_bank_has_three_equal_channels():

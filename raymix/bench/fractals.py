@@ -6,7 +6,8 @@ Lines (one JSON object each):
   for each generator alone, cache off;
 * ``{"bench": "bank_cold", ...}``: the default bank built from nothing (what the first worker on a
   machine pays), and ``{"bench": "bank_warm", ...}``: the same bank read back from the disk cache
-  (what every other worker pays);
+  (what every other worker pays; pages are read lazily); ``bank_gray_from_colour``: the grayscale
+  bank made from the cached colour one, then read back warm;
 * ``{"bench": "sample", "grayscale": ..., "flip": ..., "images_per_s": ...}``: ``FractalBank.sample``
   for batches of 224x224 crops.
 """
@@ -68,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
             bank = FractalBank.generate(n_bank, size, seed=0)
             warm = time.perf_counter() - start
             _emit(bench="bank_warm", images=n_bank, seconds=round(warm, 4), **common)
+            start = time.perf_counter()
+            FractalBank.generate(n_bank, size, seed=0, grayscale=True)  # converts the cached colour file
+            _emit(bench="bank_gray_from_colour", images=n_bank, seconds=round(time.perf_counter() - start, 4),
+                  **common)
+            fractals._banks.clear()
+            start = time.perf_counter()
+            FractalBank.generate(n_bank, size, seed=0, grayscale=True)
+            _emit(bench="bank_warm", grayscale=True, images=n_bank,
+                  seconds=round(time.perf_counter() - start, 4), **common)
 
             gens = [torch.Generator().manual_seed(i) for i in range(args.batch)]
             for grayscale, flip in ((False, False), (True, True)):
