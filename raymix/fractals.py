@@ -273,9 +273,22 @@ class FractalBank:
 # Building
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one thread: the generators' ops are small (one image plane), so more threads
+    gain little, and on a busy machine each op would wait for a descheduled helper thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _generate(n: int, size: int, seed: int, kinds: tuple[str, ...]) -> tuple[torch.Tensor, list[str], list]:
     per_kind = {k: len(range(j, n, len(kinds))) for j, k in enumerate(kinds)}
-    made = {k: _kind_stream(k, per_kind[k], size, seed) for k in kinds if per_kind[k]}
+    with _one_thread():
+        made = {k: _kind_stream(k, per_kind[k], size, seed) for k in kinds if per_kind[k]}
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     ids = []
     for i in range(n):

@@ -21,10 +21,14 @@ SIZE = 96  # small images keep the tests fast; the generators are resolution-ind
 
 @pytest.fixture(autouse=True)
 def fresh_caches(tmp_path, monkeypatch):
-    """Every test starts with an empty process cache and its own disk cache."""
+    """Every test starts with an empty process cache and its own disk cache, and runs the small
+    generator ops on one thread (as banks do), which keeps them fast on a busy machine."""
     monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path / "cache"))
     bank_module._banks.clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     bank_module._banks.clear()
 
 
