@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from raymix.io.storage import filesystem
 from raymix.ops.fractals import ifs_batch, orbit_trap_batch, to_grayscale
 from raymix.ops.rng import sample_seed
 
@@ -232,8 +233,9 @@ class FractalBank:
     ) -> FractalBank:
         """Every image under ``uri`` (recursively, sorted by path), resized so the short side is
         ``size`` and centre-cropped to ``size x size``. Files that do not decode are skipped with a
-        warning and listed in ``skipped``; files without an image suffix are ignored."""
-        fs, root = _filesystem(str(uri), storage_options)
+        warning and listed in ``skipped``; files without an image suffix are ignored.
+        ``storage_options`` add to the environment's (see :mod:`raymix.io.storage`)."""
+        fs, root = filesystem(str(uri), storage_options)
         listing = _list_images(fs, root)
         if not listing:
             raise FileNotFoundError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) under {uri}")
@@ -310,16 +312,6 @@ def _kind_stream(kind: str, count: int, size: int, seed: int) -> torch.Tensor:
         have += images.shape[0]
         chunk += 1
     return torch.cat(out)[:count]
-
-
-def _filesystem(uri: str, storage_options: dict | None):
-    try:
-        from raymix.io.storage import filesystem
-    except ImportError:
-        import fsspec
-
-        return fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return filesystem(uri, storage_options)
 
 
 def _list_images(fs, root: str) -> list[tuple[str, str, str]]:

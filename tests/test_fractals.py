@@ -373,42 +373,20 @@ def test_from_folder_cache_notices_changed_files(tmp_path):
     assert first.ids == ["a.png"] and second.ids == ["a.png", "b.png"]
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    """moto's S3 server on 127.0.0.1 (a free port) and s3fs options that reach only it."""
-    import logging
+def test_from_folder_s3(s3_bucket):
+    from raymix.io.storage import filesystem
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"},
-        "skip_instance_cache": True,
-    }
-    yield options
-    server.stop()
-
-
-def test_from_folder_s3(moto_s3):
-    import s3fs
-
-    fs = s3fs.S3FileSystem(**moto_s3)
-    fs.call_s3("create_bucket", Bucket="fractal-bucket")
+    fs, root = filesystem(s3_bucket)
     for name, data in _folder_files().items():
-        fs.pipe(f"fractal-bucket/set/{name}", data)
+        fs.pipe(f"{root}/set/{name}", data)
     with pytest.warns(UserWarning, match="skipped 1 of 4"):
-        bank = FractalBank.from_folder("s3://fractal-bucket/set", size=24, storage_options=moto_s3)
+        bank = FractalBank.from_folder(f"{s3_bucket}/set", size=24)
     _check_folder_bank(bank, 24)
-    # The recipe carries the options, so a worker unpickling the bank reaches the same store.
+    # A worker unpickling the bank reads the same folder (or its disk cache) again.
     bank_module._banks.clear()
     with pytest.warns(UserWarning, match="skipped 1 of 4"):  # cached skips are reported again
         again = pickle.loads(pickle.dumps(bank))
-    assert torch.equal(again.images, bank.images)
+    assert torch.equal(again.images, bank.images) and again.ids == bank.ids
 
 
 def test_spectral_slope_helper_is_sane():
