@@ -249,3 +249,16 @@ def test_cuda_matches_cpu(name):
     assert gpu.is_cuda and gpu.dtype == torch.uint8 and infos == infos_g
     diff = (gpu.cpu().int() - cpu.int()).abs()
     assert (diff > 2).float().mean() < 0.01  # float rounding differs between devices, rarely by more
+
+
+def test_methods_build_the_fractal_bank_from_a_spec(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path / "cache"))
+    pix = PixMix(fractals="generated:4", size=32, seed=1)
+    lay = LayerMix(fractals="generated:4", size=32, seed=1)
+    assert not pix.fractals.grayscale and lay.fractals.grayscale
+    assert set(pix.fractals.ids) == set(lay.fractals.ids)
+    gray, ids = lay.sample_fractals([1, 2, 3], 24, 24, "cpu")
+    assert gray.shape == (3, 3, 24, 24) and torch.equal(gray[:, 0], gray[:, 1])
+    out = pix(rows(4, 24))
+    used = {json.loads(p)["fractal"] for p in out["params"]} - {None}
+    assert used and used <= set(pix.fractals.ids)

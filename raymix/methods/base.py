@@ -29,7 +29,7 @@ __all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "rows_to_images"
 FractalSpec = Any  # a FractalBank, or a spec string for FractalBank.load (None = generated)
 
 
-def resolve_fractals(spec: FractalSpec, *, size: int, seed: int, grayscale: bool):
+def resolve_fractals(spec: FractalSpec, *, size: int | None, seed: int, grayscale: bool):
     """A fractal bank from a ``FractalBank``-like object (returned as is) or a spec for
     ``raymix.fractals.FractalBank.load`` (``None``/``"generated"``/``"generated:N"``/a folder URI)."""
     if spec is not None and not isinstance(spec, str):
@@ -40,6 +40,8 @@ def resolve_fractals(spec: FractalSpec, *, size: int, seed: int, grayscale: bool
         from raymix.fractals import FractalBank
     except ImportError as err:  # pragma: no cover - depends on the installed package
         raise ImportError("raymix.fractals is needed to build a fractal bank; pass fractals=<bank>") from err
+    if size is None:
+        return FractalBank.load(spec, seed=seed, grayscale=grayscale)
     return FractalBank.load(spec, size=size, seed=seed, grayscale=grayscale)
 
 
@@ -100,7 +102,9 @@ class MixingMethod:
     - ``epoch`` -- mixed into the seed (a row's ``epoch`` column overrides it).
     - ``fractals`` -- a ``FractalBank`` or a spec for ``FractalBank.load``; ``None`` builds the
       method's default generated bank on first use.
-    - ``size`` -- side of generated fractals.
+    - ``size`` -- side of the bank's stored fractals (``None``: the bank's default, 256); the bank
+      resizes a fractal to 8/7 of the image and crops it (PixMix's ``Resize(256)``,
+      ``RandomCrop(224)``).
     - ``chunk_size`` -- images processed together inside :meth:`augment` (a speed knob: small
       chunks keep float buffers in cache; results do not depend on it).
     """
@@ -111,7 +115,7 @@ class MixingMethod:
     salt: ClassVar[str] = ""
 
     def __init__(self, *, seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
-                 size: int = 224, chunk_size: int = 8):
+                 size: int | None = None, chunk_size: int = 8):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if chunk_size < 1:
@@ -119,7 +123,7 @@ class MixingMethod:
         self.seed = int(seed)
         self.replicas = int(replicas)
         self.epoch = int(epoch)
-        self.size = int(size)
+        self.size = None if size is None else int(size)
         self.chunk_size = int(chunk_size)
         self._fractal_spec = fractals
         self._bank = fractals if fractals is not None and not isinstance(fractals, str) else None

@@ -75,7 +75,7 @@ class DiffuseMix(MixingMethod):
 
     def __init__(self, *, lam: float = 0.20, masks: Sequence[str] = MASKS, seam: int = 0,
                  reject_white: bool = False, keep_intermediates: bool = False, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int = 224, chunk_size: int = 8):
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
                          chunk_size=chunk_size)
         masks = tuple(masks)

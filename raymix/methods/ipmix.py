@@ -34,9 +34,9 @@ __all__ = ["IPMix"]
 
 PRESETS = {
     # IPMix ImageNet code: k=3, t=3, beta=4, aug severity 1, patch sizes up to the whole image.
-    "imagenet": {"k": 3, "t": 3, "beta": 4.0, "severity": 1.0, "patch_sizes": (4, 8, 16, 32, 64, 224), "size": 224},
+    "imagenet": {"k": 3, "t": 3, "beta": 4.0, "severity": 1.0, "patch_sizes": (4, 8, 16, 32, 64, 224)},
     # IPMix CIFAR code: k=3, t=3, beta=3, aug severity 3, patch sizes 4-32.
-    "cifar": {"k": 3, "t": 3, "beta": 3.0, "severity": 3.0, "patch_sizes": (4, 8, 16, 32), "size": 32},
+    "cifar": {"k": 3, "t": 3, "beta": 3.0, "severity": 3.0, "patch_sizes": (4, 8, 16, 32)},
 }
 
 OP_SETS = {"augmix": AUGMIX_OPS, "all": AUGMIX_ALL_OPS, "ipmix-code": IPMIX_CODE_OPS}
@@ -72,7 +72,7 @@ class IPMix(MixingMethod):
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
         p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
-                         size=p["size"] if size is None else size, chunk_size=chunk_size)
+                         size=size, chunk_size=chunk_size)
         self.preset = preset
         self.k = int(p["k"] if k is None else k)
         self.t = int(p["t"] if t is None else t)

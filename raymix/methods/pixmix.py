@@ -29,9 +29,9 @@ __all__ = ["PixMix"]
 
 PRESETS = {
     # PixMix ImageNet code defaults (k=4, beta=4, aug severity 1); LayerMix Sec. 4.3 uses the same.
-    "imagenet": {"k": 4, "beta": 4.0, "severity": 1.0, "size": 224},
+    "imagenet": {"k": 4, "beta": 4.0, "severity": 1.0},
     # PixMix CIFAR code defaults (k=4, beta=3, aug severity 3).
-    "cifar": {"k": 4, "beta": 3.0, "severity": 3.0, "size": 32},
+    "cifar": {"k": 4, "beta": 3.0, "severity": 3.0},
 }
 
 
@@ -57,7 +57,7 @@ class PixMix(MixingMethod):
                  epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
         p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
-                         size=p["size"] if size is None else size, chunk_size=chunk_size)
+                         size=size, chunk_size=chunk_size)
         self.preset = preset
         self.k = int(p["k"] if k is None else k)
         self.beta = float(p["beta"] if beta is None else beta)
