@@ -79,6 +79,7 @@ def _edit_rows(n=4, size=16):
     expanded["replica"] = np.tile(np.arange(2, dtype=np.int32), n)
     expanded["edited"] = np.ascontiguousarray(255 - expanded["image"][:, :, ::-1])
     expanded["prompt"] = np.array(["autumn", "snowy"] * n, dtype=object)
+    expanded["edit_params"] = np.array(['{"steps": 20}'] * (2 * n), dtype=object)
     return expanded
 
 
@@ -91,7 +92,7 @@ def test_ray_path_mixes_each_expanded_row_once():
         assert out["label"][j] == batch["label"][j] and out["stage"][j] == ""
         params = json.loads(out["params"][j])
         assert params["prompt"] == batch["prompt"][j] and params["mask"] in ("left", "right", "top", "bottom")
-        assert params["lambda"] == 0.2
+        assert params["lambda"] == 0.2 and params["edit"] == {"steps": 20}
     assert out["generated"].shape == out["hybrid"].shape == out["image"].shape == (8, 16, 16, 3)
     assert np.array_equal(out["generated"], batch["edited"])
     # the hybrid holds exactly half of the original

@@ -164,8 +164,10 @@ class DiffuseMix(MixingMethod):
     def map_batch(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Ray Data ``map_batches`` function over rows already expanded per replica.
 
-        Input columns: ``key`` (or ``source_key``), ``image``, ``edited``, ``replica``,
-        ``prompt``, ``label``, ``class_name``, ``source``, optional ``stage``/``reason``/``epoch``.
+        Input columns (as ``raymix.models.editor.InstructPix2PixEditor`` writes them): ``key`` (or
+        ``source_key``), ``image``, ``edited``, ``replica``, ``prompt``, ``label``, ``class_name``,
+        ``source``, optional ``edit_params`` (kept under ``"edit"`` in ``params``), ``stage``,
+        ``reason`` and ``epoch``.
         One output row per input row; with ``keep_intermediates`` also ``generated`` and ``hybrid``.
         """
         n = len(batch[schema.KEY])
@@ -175,6 +177,7 @@ class DiffuseMix(MixingMethod):
         edited = rows_to_images(batch["edited"]) if "edited" in batch else [None] * n
         replicas = [int(r) for r in _column(batch, schema.REPLICA, n, 0)]
         prompts = [str(p) for p in _column(batch, "prompt", n, "")]
+        edit_params = _column(batch, "edit_params", n, "")
         reasons = _column(batch, schema.REASON, n, "")
         stages = _column(batch, schema.STAGE, n, "")
         epochs = [self.epoch if e is None else int(e) for e in _column(batch, "epoch", n, None)]
@@ -236,6 +239,9 @@ class DiffuseMix(MixingMethod):
             image, info, hyb = result
             if self.keep_intermediates:
                 more.update(generated=edited[i], hybrid=hyb)
+            params = {**info, "prompt": prompts[i]}
+            if edit_params[i]:
+                params["edit"] = json.loads(edit_params[i])  # the editing stage's provenance
             out.add(image, schema.output_key(source_keys[i], self.name, replicas[i]), source_keys[i], self.name,
-                    replicas[i], json.dumps({**info, "prompt": prompts[i]}), self.seed, meta, "", "", **more)
+                    replicas[i], json.dumps(params), self.seed, meta, "", "", **more)
         return out.columns(images=whole_block)
