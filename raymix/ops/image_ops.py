@@ -237,7 +237,7 @@ def affine(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
         torch.add(xs * (b0 * sy), ys * (b1 * sy) + (b2 * sy - 1.0), out=grid[0, :, :, 1])
         sampled = nnf.grid_sample(x[i:i + 1].float(), grid, mode="bilinear", padding_mode="zeros",
                                   align_corners=False)
-        _round_u8(sampled, out=out[i:i + 1])
+        _round_u8(sampled, out=out[i:i + 1], clip=False)  # bilinear weights are convex: stays in range
     return unbatch(out, added)
 
 

@@ -45,10 +45,12 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def round_to_uint8(values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def round_to_uint8(values: torch.Tensor, out: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
     """Float in ``[0, 255]`` scale -> ``uint8`` (into ``out`` if given), rounding half up and
-    clipping. Uses ``values`` as scratch."""
-    values = values.add_(0.5).clamp_(0.0, 255.0)
+    clipping (``clip=False`` when the values cannot leave ``[0, 255]``). Uses ``values`` as scratch."""
+    values = values.add_(0.5)
+    if clip:
+        values.clamp_(0.0, 255.0)
     if values.device.type != "cpu":
         return values.to(torch.uint8) if out is None else out.copy_(values)
     if out is None:
