@@ -87,49 +87,10 @@ def _decode(rows: dict) -> dict:
     return decode_batch(rows, size=SIZE, resize="center_crop")
 
 
-class _StandInBank:
-    """Used only when ``raymix.fractals`` is not installed: smooth random colour images with the
-    ``FractalBank.sample`` API (crop from 256, optional flips). Sampling cost is what matters here."""
-
-    def __init__(self, n: int, seed: int, grayscale: bool = False):
-        import torch
-        import torch.nn.functional as nnf
-
-        g = torch.Generator().manual_seed(seed)
-        coarse = torch.rand((n, 1 if grayscale else 3, 12, 12), generator=g)
-        images = nnf.interpolate(coarse, size=(256, 256), mode="bicubic", align_corners=False)
-        self.images = images.clamp(0, 1).mul(255).round().to(torch.uint8).expand(n, 3, 256, 256).contiguous()
-        self.ids = [f"stand-in-{i}" for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def sample(self, generators, size, flip=False):
-        import torch
-
-        h, w = size
-        out, ids = [], []
-        for g in generators:
-            i = int(torch.randint(len(self.ids), (1,), generator=g))
-            top = int(torch.randint(256 - h + 1, (1,), generator=g))
-            left = int(torch.randint(256 - w + 1, (1,), generator=g))
-            img = self.images[i, :, top:top + h, left:left + w]
-            if flip:
-                if bool(torch.rand((), generator=g) < 0.5):
-                    img = img.flip(-1)
-                if bool(torch.rand((), generator=g) < 0.5):
-                    img = img.flip(-2)
-            out.append(img)
-            ids.append(self.ids[i])
-        return torch.stack(out), ids
-
-
 def _banks(spec: str, seed: int):
-    """(colour bank, grayscale bank, description)."""
-    try:
-        from raymix.fractals import FractalBank
-    except ImportError:
-        return _StandInBank(64, seed), _StandInBank(64, seed, grayscale=True), "stand-in (raymix.fractals missing)"
+    """(colour bank, grayscale bank, description), stored at 256 as PixMix's ImageNet fractals."""
+    from raymix.fractals import FractalBank
+
     return (FractalBank.load(spec, size=256, seed=seed, grayscale=False),
             FractalBank.load(spec, size=256, seed=seed, grayscale=True), spec)
 
