@@ -8,12 +8,20 @@ identity, so outputs do not depend on batch size, worker count or scheduling.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["sample_seed", "sample_generator", "sample_generators", "numpy_generator"]
+__all__ = [
+    "sample_seed",
+    "sample_generator",
+    "sample_generators",
+    "numpy_generator",
+    "Draws",
+    "child_generator",
+]
 
 
 def sample_seed(seed: int, key: str, replica: int = 0, epoch: int = 0, salt: str = "") -> int:
@@ -52,3 +60,91 @@ def sample_generators(
 def numpy_generator(seed: int, key: str, replica: int = 0, epoch: int = 0, salt: str = "") -> np.random.Generator:
     """A NumPy ``Generator`` for one sample; see :func:`sample_seed`."""
     return np.random.default_rng(sample_seed(seed, key, replica, epoch, salt))
+
+
+class Draws:
+    """Scalar random draws for one sample, read from its generator in blocks.
+
+    Python-level choices (which op, which blend, weights) cost one small tensor call per
+    ``block`` draws instead of one per draw. The sequence depends only on the generator's
+    state, so the same generator gives the same draws however samples are batched.
+    Distributions follow NumPy's conventions (``randint`` excludes ``high``).
+    """
+
+    def __init__(self, generator: torch.Generator | None = None, block: int = 64):
+        self.generator = generator
+        self._block = block
+        self._buffer: list[float] = []
+        self._next = 0
+
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
+        """``U[low, high)``."""
+        if self._next == len(self._buffer):
+            self._buffer = torch.rand(self._block, dtype=torch.float64, generator=self.generator).tolist()
+            self._next = 0
+        u = self._buffer[self._next]
+        self._next += 1
+        return low + (high - low) * u
+
+    def bernoulli(self, p: float = 0.5) -> bool:
+        return self.uniform() < p
+
+    def sign(self) -> int:
+        """+1 or -1 with probability 1/2 each."""
+        return -1 if self.uniform() < 0.5 else 1
+
+    def randint(self, low: int, high: int | None = None) -> int:
+        """An integer in ``[low, high)`` (or ``[0, low)`` with one argument), uniformly."""
+        if high is None:
+            low, high = 0, low
+        if high <= low:
+            raise ValueError(f"empty range [{low}, {high})")
+        return low + min(int(self.uniform() * (high - low)), high - low - 1)
+
+    def choice(self, options: Sequence, weights: Sequence[float] | None = None):
+        """One element of ``options``; uniform unless ``weights`` (need not sum to 1) are given."""
+        if weights is None:
+            return options[self.randint(len(options))]
+        total = float(sum(weights))
+        u = self.uniform() * total
+        acc = 0.0
+        for option, w in zip(options, weights, strict=True):
+            acc += w
+            if u < acc:
+                return option
+        return options[-1]
+
+    def beta(self, a: float, b: float) -> float:
+        """``Beta(a, b)``; exact inverse-CDF draws when ``a`` or ``b`` is 1 (the cases the
+        mixing papers use), gamma ratios otherwise."""
+        if b == 1.0:
+            return (1.0 - self.uniform()) ** (1.0 / a)
+        if a == 1.0:
+            return 1.0 - (1.0 - self.uniform()) ** (1.0 / b)
+        seed = self.seed()
+        g = torch.Generator().manual_seed(seed)
+        x, y = torch._standard_gamma(torch.tensor([a, b], dtype=torch.float64), generator=g).tolist()
+        return x / (x + y)
+
+    def dirichlet(self, alpha: Sequence[float]) -> list[float]:
+        """``Dirichlet(alpha)``; all-ones ``alpha`` (AugMix/IPMix) uses normalised exponentials."""
+        if all(a == 1.0 for a in alpha):
+            e = [-math.log(1.0 - self.uniform()) for _ in alpha]
+        else:
+            g = torch.Generator().manual_seed(self.seed())
+            e = torch._standard_gamma(torch.tensor(list(alpha), dtype=torch.float64), generator=g).tolist()
+        total = sum(e)
+        if total == 0.0:
+            return [1.0 / len(e)] * len(e)
+        return [x / total for x in e]
+
+    def seed(self) -> int:
+        """A 53-bit seed for a child generator (e.g. a pixel-mixing mask)."""
+        return int(self.uniform() * 2**53)
+
+
+def child_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded with ``seed`` (one drawn by :meth:`Draws.seed`)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen

@@ -1,0 +1,177 @@
+"""IPMix (Huang et al., "IPMix: Label-Preserving Data Augmentation Method for Training Robust
+Classifiers", NeurIPS 2023), Sec. 4 and Appendix D ("Chain-Mixed", the default framework).
+
+Algorithm, per image ``x``::
+
+    w ~ Dirichlet(1, ..., 1)  (k weights),  m ~ Beta(1, 1)
+    for each of k chains:
+        image-level or P-level, p 1/2 each
+        apply randint(0..t) operations of that level to a copy of x:
+            image-level: one op drawn uniformly from the AugMix set at ``severity``
+            P-level: a patch (square or scar, p 1/2) of a size drawn from ``patch_sizes``,
+                     blended with the same box of a fractal by add, multiply, pixel or element
+                     mixing (p 1/4 each; Sec. 4.2 "Random mixing")
+    return (1 - m) * x + m * sum_i w_i * chain_i
+
+One fractal per image serves all its patches. Chains are ``uint8`` between operations, as the
+reference code keeps PIL images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
+from raymix.ops.blends import BLENDS, sample_blend
+from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, apply_ops, sample_op
+from raymix.ops.patches import patch_mix_, sample_patch_box
+from raymix.ops.rng import Draws
+from raymix.ops.tensors import stack, to_uint8
+
+__all__ = ["IPMix"]
+
+PRESETS = {
+    # IPMix ImageNet code: k=3, t=3, beta=4, aug severity 1, patch sizes up to the whole image.
+    "imagenet": {"k": 3, "t": 3, "beta": 4.0, "severity": 1.0, "patch_sizes": (4, 8, 16, 32, 64, 224)},
+    # IPMix CIFAR code: k=3, t=3, beta=3, aug severity 3, patch sizes 4-32.
+    "cifar": {"k": 3, "t": 3, "beta": 3.0, "severity": 3.0, "patch_sizes": (4, 8, 16, 32)},
+}
+
+OP_SETS = {"augmix": AUGMIX_OPS, "all": AUGMIX_ALL_OPS, "ipmix-code": IPMIX_CODE_OPS}
+
+
+class IPMix(MixingMethod):
+    """IPMix: a Dirichlet mix of image-level and P-level (patch and pixel) chains with a Beta skip.
+
+    Args:
+        preset: ``"imagenet"`` or ``"cifar"``, the authors' code defaults; explicit arguments
+            override the preset.
+        k: number of chains. t: maximum operations per chain.
+        beta: blending ratio of ``get_ab`` for add/multiply patches.
+        severity: AugMix severity of image-level ops.
+        patch_sizes: nominal patch sizes; sizes larger than the image are clamped to it.
+        ops: ``"augmix"`` (default), ``"all"`` (+color, contrast, brightness, sharpness) or
+            ``"ipmix-code"`` (the public code's list: no autocontrast, plus mirror and invert).
+        augmented_patches: as the ImageNet public code, take each patch with probability 1/2 from
+            an augmented copy of ``x`` instead of the fractal (the paper mixes with synthetic
+            images only).
+        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+            default to a generated colour bank.
+    """
+
+    name = "ipmix"
+
+    def __init__(self, *, preset: str = "imagenet", k: int | None = None, t: int | None = None,
+                 beta: float | None = None, severity: float | None = None,
+                 patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
+                 seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
+                 size: int | None = None, chunk_size: int = 8):
+        if ops not in OP_SETS:
+            raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
+        p = choose_preset(PRESETS, preset)
+        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
+                         size=size, chunk_size=chunk_size)
+        self.preset = preset
+        self.k = int(p["k"] if k is None else k)
+        self.t = int(p["t"] if t is None else t)
+        self.beta = float(p["beta"] if beta is None else beta)
+        self.severity = float(p["severity"] if severity is None else severity)
+        self.patch_sizes = tuple(int(s) for s in (p["patch_sizes"] if patch_sizes is None else patch_sizes))
+        self.op_set = ops
+        self.ops = OP_SETS[ops]
+        self.augmented_patches = bool(augmented_patches)
+        if self.k < 1 or self.t < 0 or not self.patch_sizes or min(self.patch_sizes) < 2:
+            raise ValueError("need k >= 1, t >= 0 and patch sizes >= 2")
+
+    def config(self) -> dict:
+        return {"k": self.k, "t": self.t, "beta": self.beta, "severity": self.severity}
+
+    def plan(self, draws: Draws, size: tuple[int, int]) -> dict:
+        """Draw every choice for one image."""
+        h, w = size
+        weights = draws.dirichlet([1.0] * self.k)
+        skip = draws.beta(1.0, 1.0)
+        chains = []
+        for _ in range(self.k):
+            level = draws.choice(("image", "P"))
+            count = draws.randint(self.t + 1)
+            if level == "image":
+                chains.append({"level": "image",
+                               "ops": [sample_op(self.ops, draws, self.severity, size) for _ in range(count)]})
+                continue
+            patches = []
+            for _ in range(count):
+                patch_size = draws.choice(self.patch_sizes)
+                kind = draws.choice(BLENDS)
+                augmented = self.augmented_patches and draws.bernoulli(0.5)
+                op = sample_op(self.ops, draws, self.severity, size) if augmented else None
+                shape, box = sample_patch_box(draws, patch_size, h, w)
+                patches.append({"size": patch_size, "shape": shape, "box": list(box),
+                                "source": "augmented" if augmented else "fractal", "op": op,
+                                **sample_blend(kind, draws, self.beta)})
+            chains.append({"level": "P", "patches": patches})
+        return {"weights": weights, "skip": skip, "chains": chains, "fractal_seed": draws.seed()}
+
+    def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
+        n, _, h, w = x.shape
+        plans = [self.plan(Draws(g), (h, w)) for g in generators]
+        chain_out: dict[tuple[int, int], torch.Tensor] = {}
+
+        # Image-level chains: op number s of every chain in one grouped pass.
+        image_chains = [(i, c) for i, p in enumerate(plans) for c, ch in enumerate(p["chains"])
+                        if ch["level"] == "image" and ch["ops"]]
+        state = {ic: x[ic[0]] for ic in image_chains}
+        for s in range(self.t):
+            active = [ic for ic in image_chains if len(plans[ic[0]]["chains"][ic[1]]["ops"]) > s]
+            if not active:
+                break
+            out = apply_ops(stack([state[ic] for ic in active]),
+                            [plans[i]["chains"][c]["ops"][s] for i, c in active], self.ops)
+            for j, ic in enumerate(active):
+                state[ic] = out[j]
+        chain_out.update(state)
+
+        # P-level chains: patch sources first (augmented copies and fractals), then the patches.
+        patch_chains = [(i, c) for i, p in enumerate(plans) for c, ch in enumerate(p["chains"])
+                        if ch["level"] == "P" and ch["patches"]]
+        copies = [(i, c, q) for i, c in patch_chains
+                  for q, patch in enumerate(plans[i]["chains"][c]["patches"]) if patch["source"] == "augmented"]
+        copy_of = {}
+        if copies:
+            out = apply_ops(stack([x[i] for i, _, _ in copies]),
+                            [plans[i]["chains"][c]["patches"][q]["op"] for i, c, q in copies], self.ops)
+            copy_of = {key: out[j] for j, key in enumerate(copies)}
+        need = sorted({i for i, c in patch_chains
+                       if any(pt["source"] == "fractal" for pt in plans[i]["chains"][c]["patches"])})
+        fractal_of, fractal_ids = {}, {}
+        if need:
+            images, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in need], h, w, x.device)
+            fractal_of = {i: images[j] for j, i in enumerate(need)}
+            fractal_ids = {i: ids[j] for j, i in enumerate(need)}
+        for i, c in patch_chains:
+            img = x[i].clone()
+            for q, patch in enumerate(plans[i]["chains"][c]["patches"]):
+                source = copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i]
+                patch_mix_(img, source, tuple(patch["box"]), patch["kind"], patch)
+            chain_out[(i, c)] = img
+
+        outs = [self._combine(x[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
+        infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
+        return stack(outs), infos
+
+    @staticmethod
+    def _combine(x: torch.Tensor, plan: dict, chains: list[torch.Tensor | None]) -> torch.Tensor:
+        """``(1 - m) * x + m * sum_i w_i * chain_i``; unchanged chains fold into x's weight."""
+        m = plan["skip"]
+        own = (1.0 - m) + m * sum(wi for wi, ch in zip(plan["weights"], chains, strict=True) if ch is None)
+        acc = torch.mul(x, own / 255.0)
+        for wi, ch in zip(plan["weights"], chains, strict=True):
+            if ch is not None:
+                acc.add_(ch, alpha=m * wi / 255.0)
+        return to_uint8(acc)
+
+    def _info(self, plan: dict, fractal_id: str | None) -> dict:
+        return {"method": self.name, **self.config(), "weights": plan["weights"], "skip": plan["skip"],
+                "chains": plan["chains"], "fractal": fractal_id}

@@ -1,0 +1,134 @@
+"""LayerMix (Ahmad et al., "LayerMix: Enhanced Data Augmentation through Fractal Integration for
+Robust Deep Learning"), Sec. 3 and Code Block 1.
+
+Algorithm, per image ``x``::
+
+    f = one op drawn from Table II         (the same op at every stage: "pipeline covariance",
+                                            Sec. 3.1; its magnitude is drawn afresh per stage)
+    sample 1 = f(x)
+    sample 2 = clip(blend(f(x), f(x)))     (two independent draws of f)
+    sample 3 = f(clip(blend(sample 2, fractal)))
+    return one of samples 1, 2, 3          (p 1/3 each, Sec. 3.4)
+
+Each blend is drawn independently from the reweighted mixture of Table I (Sec. 3.3): arithmetic
+1/3, geometric 1/3, pixel 1/6, element 1/6, with ``get_ab(beta)`` weights and a pixel threshold
+``t ~ U(0, 1)``. Fractals are grayscale with random horizontal and vertical flips (Sec. 3.2).
+Defaults: magnitude ``m = 8`` and blending ratio ``beta = 3`` for CIFAR and ImageNet (Sec. 4.1,
+4.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from raymix.methods.base import FractalSpec, MixingMethod
+from raymix.ops.blends import BLENDS, blend_one, sample_blend
+from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops, sample_op
+from raymix.ops.rng import Draws
+from raymix.ops.tensors import stack, to_uint8
+
+__all__ = ["LayerMix", "LAYERMIX_BLEND_WEIGHTS", "LAYERMIX_CODE_OPS"]
+
+#: Table I probabilities of add, multiply, pixel, element.
+LAYERMIX_BLEND_WEIGHTS = (1 / 3, 1 / 3, 1 / 6, 1 / 6)
+
+#: The op list of the public code (``augs_image + augs_spatial``): Table II without brightness.
+LAYERMIX_CODE_OPS = tuple(name for name in LAYERMIX_OPS if name != "brightness")
+
+
+class LayerMix(MixingMethod):
+    """LayerMix: one op reused across stages, reweighted blends, grayscale flipped fractals.
+
+    Args:
+        magnitude: augmentation magnitude ``m`` (of 10), paper value 8 (the public code's
+            default is 3).
+        beta: blending ratio of ``get_ab``, paper value 3.
+        ops: names from Table II (:data:`raymix.ops.image_ops.LAYERMIX_OPS`) to draw from; all of
+            Table II by default. :data:`LAYERMIX_CODE_OPS` is the public code's list.
+        blend_weights: probabilities of add, multiply, pixel, element (Table I by default).
+        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+            default to a generated grayscale bank, flipped at random.
+    """
+
+    name = "layermix"
+    fractal_grayscale = True
+    fractal_flip = True
+
+    def __init__(self, *, magnitude: float = 8, beta: float = 3.0, ops: Sequence[str] | None = None,
+                 blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0, replicas: int = 1,
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
+        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
+                         chunk_size=chunk_size)
+        names = tuple(LAYERMIX_OPS) if ops is None else tuple(ops)
+        unknown = [n for n in names if n not in LAYERMIX_OPS]
+        if unknown or not names:
+            raise ValueError(f"ops must be names from Table II {tuple(LAYERMIX_OPS)}, got {names}")
+        if len(blend_weights) != len(BLENDS) or min(blend_weights) < 0 or sum(blend_weights) <= 0:
+            raise ValueError(f"blend_weights: four non-negative weights for {BLENDS}")
+        if not 0 < magnitude <= 10:
+            raise ValueError(f"magnitude must be in (0, 10], got {magnitude}")
+        self.magnitude = float(magnitude)
+        self.beta = float(beta)
+        self.op_names = names
+        self.blend_weights = tuple(float(w) for w in blend_weights)
+        self.ops = {n: LAYERMIX_OPS[n] for n in names}
+
+    def config(self) -> dict:
+        return {"magnitude": self.magnitude, "beta": self.beta}
+
+    def _blend_params(self, draws: Draws) -> dict:
+        return sample_blend(draws.choice(BLENDS, self.blend_weights), draws, self.beta)
+
+    def plan(self, draws: Draws, size: tuple[int, int]) -> dict:
+        """Draw every choice for one image, in Code Block 1's order."""
+        step = draws.randint(3)
+        name = draws.choice(self.op_names)
+        stages = [sample_op(self.ops, draws, self.magnitude, size, name)]
+        blends = []
+        if step >= 1:
+            stages.append(sample_op(self.ops, draws, self.magnitude, size, name))
+            blends.append(self._blend_params(draws))
+        if step == 2:
+            blends.append(self._blend_params(draws))
+            stages.append(sample_op(self.ops, draws, self.magnitude, size, name))
+        return {"step": step, "op": name, "stages": stages, "blends": blends, "fractal_seed": draws.seed()}
+
+    def _blend(self, plan: dict, stage: int, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """One image's blend ``stage``: clip(blend(first, second))."""
+        params = plan["blends"][stage]
+        if params["kind"] in ("pixel", "element"):
+            first = to_uint8(first)  # selection commutes with rounding: select in uint8
+        # The means stay float, as the reference keeps floats between stages.
+        return blend_one(params["kind"], first, second, params, float_out=True)
+
+    def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
+        n, _, h, w = x.shape
+        plans = [self.plan(Draws(g), (h, w)) for g in generators]
+
+        result = list(apply_ops(x, [p["stages"][0] for p in plans], self.ops))
+
+        two = [i for i, p in enumerate(plans) if p["step"] >= 1]
+        if two:
+            copies = apply_ops(stack([x[i] for i in two]), [plans[i]["stages"][1] for i in two], self.ops)
+            for j, i in enumerate(two):
+                result[i] = self._blend(plans[i], 0, result[i], copies[j])
+
+        three = [i for i, p in enumerate(plans) if p["step"] == 2]
+        fractal_ids = {}
+        if three:
+            fractals, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in three], h, w, x.device)
+            fractal_ids = dict(zip(three, ids, strict=True))
+            blended = [to_uint8(self._blend(plans[i], 1, result[i], fractals[j])) for j, i in enumerate(three)]
+            final = apply_ops(stack(blended), [plans[i]["stages"][2] for i in three], self.ops)
+            for j, i in enumerate(three):
+                result[i] = final[j]
+
+        out = torch.empty_like(x)
+        for i, r in enumerate(result):
+            out[i] = to_uint8(r)
+        infos = [{"method": self.name, **self.config(), "output": p["step"] + 1, "op": p["op"],
+                  "stages": p["stages"], "blends": p["blends"], "fractal": fractal_ids.get(i)}
+                 for i, p in enumerate(plans)]
+        return out, infos

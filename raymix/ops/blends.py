@@ -1,0 +1,226 @@
+"""Blending two images: the conic arithmetic and geometric means of PixMix and the pixel and
+element mixing of IPMix (the four rows of LayerMix Table I).
+
+All kernels take ``uint8`` images or ``float32`` images in ``[0, 1]``, shaped ``(C, H, W)`` or
+``(N, C, H, W)``, with one weight (or mask) per sample. Two ``uint8`` inputs give a ``uint8``
+result (rounded); otherwise the result is ``float32`` in ``[0, 1]``. Results are always clipped
+to the valid range, as every method clips after each blend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from raymix.ops.rng import Draws, child_generator
+from raymix.ops.tensors import as_batch, per_sample, per_sample_list, round_to_uint8, to_uint8, to_unit, unbatch
+
+__all__ = [
+    "BLENDS",
+    "get_ab",
+    "additive",
+    "multiplicative",
+    "pixel_mix",
+    "random_mask",
+    "sample_blend",
+    "blend",
+    "blend_one",
+]
+
+#: Blend kinds: arithmetic mean, geometric mean, pixel mixing, element mixing.
+BLENDS = ("add", "multiply", "pixel", "element")
+
+_TINY = 1e-37  # PixMix clamps the second image of a geometric blend away from 0
+
+
+def _draws(generator: torch.Generator | Draws | None) -> Draws:
+    return generator if isinstance(generator, Draws) else Draws(generator, block=4)
+
+
+def get_ab(beta: float, generator: torch.Generator | Draws | None = None) -> tuple[float, float]:
+    """PixMix's conic blend weights (PixMix Sec. 3; LayerMix Sec. 3.3).
+
+    With probability 1/2 ``a ~ Beta(beta, 1)`` and ``b ~ Beta(1, beta)``; otherwise
+    ``a = 1 + Beta(1, beta)`` and ``b = -Beta(1, beta)``. ``E[a + b] = 1``.
+    """
+    d = _draws(generator)
+    if d.uniform() < 0.5:
+        a = d.beta(beta, 1.0)
+        b = d.beta(1.0, beta)
+    else:
+        a = 1.0 + d.beta(1.0, beta)
+        b = -d.beta(1.0, beta)
+    return a, b
+
+
+def _additive(x: torch.Tensor, y: torch.Tensor, a, b) -> torch.Tensor:
+    # a*x + b*y + (1 - a - b)/2 in unit scale; uint8 inputs fold 1/255 into the weights.
+    out = x.float().mul_(a / 255.0) if x.dtype == torch.uint8 else torch.mul(x, a)
+    other = y.float() if y.dtype == torch.uint8 else y
+    wb = b / 255.0 if y.dtype == torch.uint8 else b
+    if isinstance(wb, float):
+        out.add_(other, alpha=wb)
+    else:
+        out.add_(other * wb)
+    return out.add_((1.0 - a - b) * 0.5).clamp_(0.0, 1.0)
+
+
+def _log2_(t: torch.Tensor) -> torch.Tensor:
+    """In-place ``log2`` (``-inf`` at 0); NumPy's is several times faster on the CPU."""
+    if t.device.type == "cpu":
+        arr = t.numpy()
+        with np.errstate(divide="ignore"):
+            np.log2(arr, out=arr)
+        return t
+    return t.log2_()
+
+
+_LOG2_2_OVER_255 = math.log2(2.0 / 255.0)
+
+
+def _multiplicative(x: torch.Tensor, y: torch.Tensor, a, b) -> torch.Tensor:
+    # (2x)^a (2y)^b / 2 = 2^(a*log2(x') + b*log2(y') + a*cx + b*cy - 1), x' = x in its own scale,
+    # cx = log2(2/255) for uint8 and 1 for unit floats.
+    cx = _LOG2_2_OVER_255 if x.dtype == torch.uint8 else 1.0
+    cy = _LOG2_2_OVER_255 if y.dtype == torch.uint8 else 1.0
+    lx = _log2_(x.float() if x.dtype == torch.uint8 else x.clone()).mul_(a)
+    zero_a = (a == 0) if isinstance(a, float) else bool(torch.as_tensor(a).eq(0).any())
+    if zero_a:  # 0 * log(0): take 0^0 = 1
+        lx.nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf)
+    tiny = 2 * _TINY / (2.0 / 255.0 if y.dtype == torch.uint8 else 2.0)
+    ly = _log2_(y.float().clamp_(min=tiny) if y.dtype == torch.uint8 else y.clamp(min=tiny))
+    if isinstance(b, float):
+        lx.add_(ly, alpha=b)
+    else:
+        lx.add_(ly.mul_(b))
+    return lx.add_(a * cx + b * cy - 1.0).exp2_().clamp_(0.0, 1.0)
+
+
+def _conic(kernel, x: torch.Tensor, y: torch.Tensor, a, b, float_out: bool) -> torch.Tensor:
+    """Run a conic blend with per-sample weights; image by image on the CPU, where the float
+    temporaries of one image stay in cache and batches would only add memory traffic."""
+    x, added = as_batch(x)
+    y, _ = as_batch(y)
+    n = x.shape[0]
+    a = [float(v) for v in per_sample_list(a, n)]
+    b = [float(v) for v in per_sample_list(b, n)]
+    to_u8 = not float_out and x.dtype == torch.uint8 and y.dtype == torch.uint8
+    if x.device.type != "cpu":
+        out = kernel(x, y, per_sample(a, n, device=x.device), per_sample(b, n, device=x.device))
+        return unbatch(to_uint8(out) if to_u8 else out, added)
+    if n == 1:
+        out = kernel(x, y, a[0], b[0])
+        return unbatch(to_uint8(out) if to_u8 else out, added)
+    out = torch.empty(x.shape, dtype=torch.uint8 if to_u8 else torch.float32)
+    for i in range(n):
+        r = kernel(x[i], y[i], a[i], b[i])
+        if to_u8:
+            round_to_uint8(r.mul_(255.0), out=out[i])
+        else:
+            out[i] = r
+    return unbatch(out, added)
+
+
+def additive(x: torch.Tensor, y: torch.Tensor, a, b, *, float_out: bool = False) -> torch.Tensor:
+    """Arithmetic conic blend: map to ``[-1, 1]``, ``a*x + b*y``, map back, clip.
+
+    In ``[0, 1]`` this is ``a*x + b*y + (1 - a - b) / 2``. ``a`` and ``b`` are scalars or one
+    value per sample. ``float_out`` keeps a float result for ``uint8`` inputs.
+    """
+    return _conic(_additive, x, y, a, b, float_out)
+
+
+def multiplicative(x: torch.Tensor, y: torch.Tensor, a, b, *, float_out: bool = False) -> torch.Tensor:
+    """Geometric conic blend: ``(2x)^a * (2y)^b / 2``, with ``y`` clamped away from 0, clipped.
+
+    Computed as ``2^(a*log2(2x) + b*log2(2y)) / 2``; ``0^0`` is taken as 1.
+    """
+    return _conic(_multiplicative, x, y, a, b, float_out)
+
+
+def random_mask(shape: Sequence[int], threshold: float, generator: torch.Generator,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """A boolean mask whose entries are True with probability ``threshold``, independently.
+
+    Drawn as random bytes (eight per 64-bit draw) compared with ``round(256 * threshold)``, so
+    the probability has 8-bit resolution. ``shape`` is ``(C, H, W)``; bytes are drawn in
+    ``(H, W, C)`` order.
+    """
+    c, h, w = shape
+    n = c * h * w
+    k = int(round(256.0 * float(threshold)))
+    if k <= 0:
+        return torch.zeros((c, h, w), dtype=torch.bool, device=device)
+    if k >= 256:
+        return torch.ones((c, h, w), dtype=torch.bool, device=device)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, generator=generator)
+    r = words.view(torch.uint8)[:n].view(h, w, c).permute(2, 0, 1)
+    mask = torch.minimum(r, torch.tensor(k - 1, dtype=torch.uint8)) == r  # r < k, fast on uint8
+    return mask.to(device)
+
+
+def _select(mask: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8 and y.dtype == torch.uint8:
+        # Bitwise select: y ^ ((x ^ y) & 0xFF) where the mask is set.
+        m8 = mask.view(torch.uint8).neg() if mask.dtype == torch.bool else mask.to(torch.uint8).neg_()
+        return torch.bitwise_xor(x, y).bitwise_and_(m8).bitwise_xor_(y)
+    return torch.where(mask, to_unit(x), to_unit(y))
+
+
+def pixel_mix(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mask * x + (1 - mask) * y`` with a boolean ``mask``.
+
+    A mask shaped ``(N, 1, H, W)`` is pixel mixing (shared by the channels); ``(N, C, H, W)`` is
+    element mixing (IPMix Sec. 4.2).
+    """
+    x, added = as_batch(x)
+    y, _ = as_batch(y)
+    mask, _ = as_batch(mask)
+    return unbatch(_select(mask, x, y), added)
+
+
+def sample_blend(kind: str, draws: Draws, beta: float) -> dict:
+    """Draw the parameters of one blend: ``a, b`` for the means, a threshold and mask seed for
+    pixel and element mixing (``t ~ U(0, 1)``, IPMix's code)."""
+    if kind in ("add", "multiply"):
+        a, b = get_ab(beta, draws)
+        return {"kind": kind, "a": a, "b": b}
+    if kind in ("pixel", "element"):
+        return {"kind": kind, "threshold": draws.uniform(), "mask_seed": draws.seed()}
+    raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
+
+
+def blend_one(kind: str, x: torch.Tensor, y: torch.Tensor, params: dict, *, float_out: bool = False
+              ) -> torch.Tensor:
+    """Blend one image pair ``(C, H, W)`` by ``kind`` with drawn ``params`` (see
+    :func:`sample_blend`); the per-image path that :func:`blend` runs for every image."""
+    if kind == "add" or kind == "multiply":
+        kernel = _additive if kind == "add" else _multiplicative
+        out = kernel(x, y, float(params["a"]), float(params["b"]))
+        if not float_out and x.dtype == torch.uint8 and y.dtype == torch.uint8:
+            out = to_uint8(out)
+        return out
+    if kind == "pixel" or kind == "element":
+        c, h, w = x.shape
+        mask = random_mask((c if kind == "element" else 1, h, w), params["threshold"],
+                           child_generator(params["mask_seed"]), x.device)
+        return _select(mask, x, y)
+    raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
+
+
+def blend(kind: str, x: torch.Tensor, y: torch.Tensor, params: Sequence[dict], *, float_out: bool = False
+          ) -> torch.Tensor:
+    """Blend each ``x[i]`` with ``y[i]`` by ``kind`` using the drawn ``params[i]``
+    (see :func:`sample_blend`). ``float_out`` keeps the arithmetic and geometric means in float
+    for ``uint8`` inputs (pixel and element mixing only select, so they keep the input dtype)."""
+    xb, added = as_batch(x)
+    yb, _ = as_batch(y)
+    if len(params) != xb.shape[0]:
+        raise ValueError(f"{len(params)} parameter sets for {xb.shape[0]} images")
+    if kind not in BLENDS:
+        raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
+    outs = [blend_one(kind, xb[i], yb[i], p, float_out=float_out) for i, p in enumerate(params)]
+    return unbatch(outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs), added)
