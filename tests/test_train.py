@@ -1,0 +1,123 @@
+"""Ray Train runs: two CPU workers, a few steps each; resume after a killed driver."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from raymix.train import TrainConfig, fit
+from raymix.train.loop import CHECKPOINT_FILE
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_driver import resume_config, sample_rows  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def s3_storage():
+    """A bucket on a local moto server, reached through s3fs as users reach S3."""
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("checkpoints")
+    yield fs, options
+    server.stop()
+
+
+def method_available(name: str) -> bool:
+    return importlib.util.find_spec(f"raymix.methods.{name}") is not None
+
+
+# MiAMix runs in the resume test; here AugMix also brings the JSD loss (three views).
+@pytest.mark.parametrize("online, jsd", [("augmix", True), ("pixmix", False), ("ipmix", False), ("layermix", False)])
+def test_two_workers_with_online_method(ray_cluster, s3_storage, online, jsd):
+    """Checkpoints go to S3 (a local moto server)."""
+    if not method_available(online):
+        pytest.skip(f"raymix.methods.{online} is not available yet")
+    ray = ray_cluster
+    fs, options = s3_storage
+    items = sample_rows(16)
+    config = TrainConfig(
+        arch="resnet18", num_classes=3, image_size=32, batch_size=8, epochs=1, lr=0.01,
+        online=online, jsd=jsd, data_batch_size=8, log_every=0,
+    )
+    result = fit(
+        [ray.data.from_items(items)], val=ray.data.from_items(items[:8]), config=config, workers=2,
+        storage="s3://checkpoints/runs", storage_options=options, name=f"online-{online}",
+    )
+    m = result.metrics
+    # 16 rows, one bad: two workers x two steps of four rows, the bad row dropped and counted.
+    assert m["step"] == 2 and m["epoch_complete"]
+    assert m["train_rows"] == 15 and m["rows_dropped"] == 1
+    assert np.isfinite(m["train_loss"]) and 0 <= m["val_top1"] <= m["val_top5"] <= 1
+    assert m["val_rows"] == 7 and m["val_rows_dropped"] == 1
+    with fs.open(f"{result.checkpoint.path}/{CHECKPOINT_FILE}", "rb") as f:
+        state = torch.load(f, weights_only=False)
+    assert result.checkpoint.path.startswith("checkpoints/runs/online-")
+    assert state["epoch"] == 1 and state["step"] == 2 and state["config"]["online"] == online
+
+
+def _registered_checkpoint(run_dir: Path) -> dict | None:
+    """The state of the latest checkpoint Ray Train has registered for the run, if any."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+        latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+        return torch.load(run_dir / latest / CHECKPOINT_FILE, weights_only=False)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+
+
+def test_resume_after_killed_driver_continues_from_last_checkpoint(ray_cluster, tmp_path):
+    """Kill the driver process (and with it the run) after its first checkpoint, rerun with
+    the same name: training continues at the next epoch and step, not from scratch.
+    Both runs use MiAMix on two workers."""
+    ray = ray_cluster
+    storage, name, epochs = tmp_path / "runs", "resume", 3
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "train_driver.py"), str(storage), name, str(epochs)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _registered_checkpoint(storage / name) is None:
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        log.close()
+    saved = _registered_checkpoint(storage / name)
+    assert 1 <= saved["epoch"] < epochs, "the driver finished before it was killed"
+    steps_per_epoch = saved["step"] // saved["epoch"]
+
+    result = fit([ray.data.from_items(sample_rows())], config=resume_config(epochs), workers=2,
+                 storage=str(storage), name=name)
+    m = result.metrics
+    assert m["resumed_from_epoch"] == saved["epoch"]
+    assert m["epoch"] == epochs - 1 and m["step"] == epochs * steps_per_epoch
+    assert m["rows_dropped"] == 1
+    final = torch.load(Path(result.checkpoint.path) / CHECKPOINT_FILE, weights_only=False)
+    assert final["epoch"] == epochs and final["step"] == epochs * steps_per_epoch
