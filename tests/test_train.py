@@ -23,7 +23,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
+def method_available(name: str) -> bool:
+    return importlib.util.find_spec(f"raymix.methods.{name}") is not None
+
+
+@pytest.fixture(scope="module")
 def s3_storage():
     """A bucket on a local moto server, reached through s3fs as users reach S3."""
     import socket
@@ -43,16 +47,18 @@ def s3_storage():
     server.stop()
 
 
-def method_available(name: str) -> bool:
-    return importlib.util.find_spec(f"raymix.methods.{name}") is not None
+def online_case(name: str, jsd: bool):
+    missing = not method_available(name)
+    return pytest.param(name, jsd, marks=pytest.mark.skipif(missing, reason=f"raymix.methods.{name} is not available yet"))
 
 
 # MiAMix runs in the resume test; here AugMix also brings the JSD loss (three views).
-@pytest.mark.parametrize("online, jsd", [("augmix", True), ("pixmix", False), ("ipmix", False), ("layermix", False)])
+@pytest.mark.parametrize(
+    "online, jsd",
+    [online_case("augmix", True), online_case("pixmix", False), online_case("ipmix", False), online_case("layermix", False)],
+)
 def test_two_workers_with_online_method(ray_cluster, s3_storage, online, jsd):
     """Checkpoints go to S3 (a local moto server)."""
-    if not method_available(online):
-        pytest.skip(f"raymix.methods.{online} is not available yet")
     ray = ray_cluster
     fs, options = s3_storage
     items = sample_rows(16)
@@ -121,3 +127,56 @@ def test_resume_after_killed_driver_continues_from_last_checkpoint(ray_cluster, 
     assert m["rows_dropped"] == 1
     final = torch.load(Path(result.checkpoint.path) / CHECKPOINT_FILE, weights_only=False)
     assert final["epoch"] == epochs and final["step"] == epochs * steps_per_epoch
+
+
+def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None:
+    """An HF-layout parquet shard of JPEGs; with ``method``, shaped like raymix's augmented output."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from raymix.io import schema
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buf, format="JPEG")
+        source_key = f"train/c{i % 3}/img{i:03d}"
+        rows.append({
+            "image": {"bytes": buf.getvalue() if i != 3 else b"not a jpeg", "path": None},
+            "label": i % 3, "class_name": f"c{i % 3}",
+            "key": schema.output_key(source_key, method, 0) if method else source_key,
+            "source_key": source_key, "method": method or "original", "replica": 0, "params": "{}", "seed": 0,
+        })
+    directory.mkdir(parents=True)
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema.OUTPUT_SCHEMA), directory / "train-00000-of-00001.parquet")
+
+
+def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
+    """jobs/train_resnet50.py end to end: parquet originals + augmented shards, online
+    method and MiAMix on two workers, validation, checkpoints; one undecodable row per shard."""
+    pytest.importorskip("raymix.io.readers")
+    online = "layermix" if method_available("layermix") else "augmix"
+    _write_shard(tmp_path / "originals", 16, None, 0)
+    _write_shard(tmp_path / "diffusemix", 16, "diffusemix", 1)
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train_resnet50.py"),
+         "--input", f"{tmp_path / 'originals'}@1", "--input", f"{tmp_path / 'diffusemix'}@1",
+         "--layout", "parquet", "--val", str(tmp_path / "originals"),
+         "--arch", "resnet18", "--num-classes", "3", "--image-size", "32", "--batch-size", "8",
+         "--epochs", "1", "--online", online, "--miamix", "--workers", "2",
+         "--storage", str(tmp_path / "runs"), "--name", "job"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    m = report["metrics"]
+    assert m["train_rows"] + m["rows_dropped"] <= 32 and m["rows_dropped"] >= 1
+    assert m["val_rows"] + m["val_rows_dropped"] >= 15 and m["val_rows_dropped"] == 1
+    assert report["checkpoint"] and (Path(report["checkpoint"]) / CHECKPOINT_FILE).exists()

@@ -30,7 +30,7 @@ from raymix.train.config import TrainConfig
 from raymix.train.data import AUG1, AUG2, VALID
 from raymix.train.models import build_model
 
-__all__ = ["train_loop_per_worker", "learning_rate", "normalize", "CHECKPOINT_FILE"]
+__all__ = ["train_loop_per_worker", "TrainStep", "learning_rate", "normalize", "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "state.pt"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -141,6 +141,84 @@ def _evaluate(model, shard, config: TrainConfig, device, amp_dtype, batch_size: 
     }
 
 
+class TrainStep:
+    """One optimiser step on a batch of CPU tensors, shared by the loop and the benchmark.
+
+    Builds the model (channels_last on CUDA), SGD, the AMP scaler and MiAMix from
+    ``config``; ``wrap`` (e.g. ``ray.train.torch.prepare_model``) adds DDP.
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device, wrap=None, rank: int = 0) -> None:
+        self.config, self.device, self.rank = config, device, rank
+        self.amp_dtype = _amp_dtype(config, device)
+        self.channels_last = config.channels_last and device.type == "cuda"
+        torch.manual_seed(config.seed)
+        stem = config.stem if config.stem != "auto" else ("cifar" if config.image_size <= 64 else "imagenet")
+        model = build_model(config.arch, config.num_classes, stem=stem, dropout=config.dropout, weights=config.weights)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = wrap(model) if wrap is not None else model.to(device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.miamix = None
+        if config.miamix:
+            from raymix.methods.miamix import MiAMix
+
+            self.miamix = MiAMix(
+                config.num_classes, label_smoothing=config.label_smoothing, **config.miamix_options
+            ).to(device)
+        self.generator = torch.Generator(device=device)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+        """Train on ``batch`` (uint8 NHWC images, labels, valid flags; CPU tensors).
+
+        Returns ``(loss, correct, rows used, rows dropped)``; ``correct`` (top-1 hits on the
+        clean logits) is None under MiAMix. A batch without valid rows still runs, with a
+        zero loss, so DDP ranks stay in lockstep.
+        """
+        config, device = self.config, self.device
+        valid = batch[VALID]
+        dropped, skip = 0, False
+        if not bool(valid.all()):
+            dropped = int((~valid).sum())
+            if bool(valid.any()):
+                batch = {k: v[valid] for k, v in batch.items()}
+            else:
+                skip = True
+        labels = batch[schema.LABEL].to(device, non_blocking=True)
+        x = normalize(batch[schema.IMAGE].to(device, non_blocking=True), self.channels_last)
+        targets = labels
+        if self.miamix is not None:
+            self.generator.manual_seed(sample_seed(config.seed, f"miamix/{self.rank}", 0, step))
+            x, targets = self.miamix(x, labels, generator=self.generator)
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            if config.jsd:
+                augmented = [normalize(batch[k].to(device, non_blocking=True), self.channels_last) for k in (AUG1, AUG2)]
+                logits, logits_aug1, logits_aug2 = self.model(torch.cat([x, *augmented])).float().chunk(3)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                loss = loss + config.jsd_weight * jsd_consistency(logits, logits_aug1, logits_aug2)
+            else:
+                logits = self.model(x).float()
+                loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+        if skip:
+            loss = loss * 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if skip:
+            return loss.detach(), None, 0, dropped
+        correct = None if self.miamix is not None else (logits.detach().argmax(1) == labels).sum()
+        return loss.detach(), correct, len(labels), dropped
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: ``config`` (a TrainConfig dict), ``clock``
     (the epoch clock actor or None) and ``has_val``."""
@@ -149,32 +227,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = _device()
-    amp_dtype = _amp_dtype(config, device)
-    channels_last = config.channels_last and device.type == "cuda"
-
-    torch.manual_seed(config.seed)
-    stem = config.stem if config.stem != "auto" else ("cifar" if config.image_size <= 64 else "imagenet")
-    model = build_model(config.arch, config.num_classes, stem=stem, dropout=config.dropout, weights=config.weights)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = ray.train.torch.prepare_model(model, move_to_device=device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    trainer = TrainStep(config, device, wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=device), rank=rank)
+    model, optimizer, scaler = trainer.model, trainer.optimizer, trainer.scaler
 
     state = _load_checkpoint(model, optimizer, scaler)
     start_epoch = state["epoch"] if state else 0
     step = state["step"] if state else 0
     resumed_from = start_epoch if state else None
-
-    miamix = None
-    if config.miamix:
-        from raymix.methods.miamix import MiAMix
-
-        miamix = MiAMix(config.num_classes, label_smoothing=config.label_smoothing, **config.miamix_options).to(device)
-    generator = torch.Generator(device=device)
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if loop_config.get("has_val") else None
@@ -187,8 +246,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if clock is not None:
             ray.get(clock.set.remote(epoch))
         lr = learning_rate(config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        trainer.set_lr(lr)
         model.train()
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -203,44 +261,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             local_shuffle_seed=config.seed + epoch if shuffle_buffer else None,
             pin_memory=device.type == "cuda",
         ):
-            valid = batch[VALID]
-            skip = False
-            if not bool(valid.all()):
-                dropped += int((~valid).sum())
-                if bool(valid.any()):
-                    batch = {k: v[valid] for k, v in batch.items()}
-                else:
-                    skip = True  # still run the step so DDP ranks stay in lockstep
-            labels = batch[schema.LABEL].to(device, non_blocking=True)
-            x = normalize(batch[schema.IMAGE].to(device, non_blocking=True), channels_last)
-            targets = labels
-            if miamix is not None:
-                generator.manual_seed(sample_seed(config.seed, f"miamix/{rank}", 0, step))
-                x, targets = miamix(x, labels, generator=generator)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                if config.jsd:
-                    views = torch.cat([x] + [normalize(batch[k].to(device, non_blocking=True), channels_last) for k in (AUG1, AUG2)])
-                    logits_all = model(views)
-                    logits, logits_aug1, logits_aug2 = logits_all.float().chunk(3)
-                    loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-                    loss = loss + config.jsd_weight * jsd_consistency(logits, logits_aug1, logits_aug2)
-                else:
-                    logits = model(x).float()
-                    loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
-            if skip:
-                loss = loss * 0.0
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss, hits, n, bad = trainer(batch, step)
             step += 1
             steps += 1
-            if not skip:
-                n = len(labels)
-                rows += n
-                loss_sum += loss.detach() * n
-                if miamix is None:
-                    correct += (logits.detach().argmax(1) == labels).sum()
+            dropped += bad
+            rows += n
+            loss_sum += loss * n
+            if hits is not None:
+                correct += hits
             if rank == 0 and config.log_every and step % config.log_every == 0:
                 rate = rows * world / max(time.perf_counter() - started, 1e-9)
                 print(f"epoch {epoch} step {step} loss {loss.item():.4f} lr {lr:.4g} {rate:.1f} img/s", flush=True)
@@ -264,10 +292,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "epoch_complete": not stopped,
             "resumed_from_epoch": resumed_from,
         }
-        if miamix is None:
+        if trainer.miamix is None:
             metrics["train_top1"] = total_correct / max(total_rows, 1)
         if val_shard is not None:
-            metrics.update(_evaluate(model, val_shard, config, device, amp_dtype, batch_size))
+            metrics.update(_evaluate(model, val_shard, config, device, trainer.amp_dtype, batch_size))
         next_epoch = epoch if stopped else epoch + 1
         state = None
         if rank == 0:
