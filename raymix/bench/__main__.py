@@ -10,6 +10,7 @@ SUITES = {
     "cpu": "raymix.bench.cpu",
     "gpu": "raymix.bench.gpu",
     "train": "raymix.bench.train",
+    "fractals": "raymix.bench.fractals",
 }
 
 

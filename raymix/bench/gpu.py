@@ -1,0 +1,220 @@
+"""InstructPix2Pix editing on one GPU: images/s, MFU, and speedup over a per-image loop.
+
+For each resolution (default 256 and 512, 20 steps, the random-weight SD1.5
+InstructPix2Pix: compute does not depend on weight values):
+
+1. the baseline: the diffusers pipeline called once per image, as the DiffuseMix
+   authors' code does (PIL image in, PIL image out, same dtype, steps and guidance);
+2. the batched editor (:class:`raymix.models.editor.InstructPix2PixEditor`) with the
+   throughput options (bf16, channels_last, fused q/k/v, ``torch.compile`` of the
+   UNet), timed over ``--iters`` batches after one warm-up batch (which compiles),
+   from uint8 images in host memory to uint8 images back in host memory;
+3. FLOPs of one batched call counted with ``FlopCounterMode`` (eagerly: compiled
+   code hides its ops from the counter; the FLOPs are the same), divided by the
+   time per batch and the device's dense bf16/fp16 peak (:mod:`raymix.bench.mfu`).
+
+One JSON line per resolution: ``resolution``, ``batch_size``, ``images_per_s``,
+``mfu``, ``speedup``, ``device`` and the details. ``--sweep`` first prints a line per
+batch size (``"kind": "sweep"``) and reports the best. On a machine without a GPU,
+``--model tiny --resolution 64 --steps 2`` runs the same code as a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+HELP = "InstructPix2Pix editing: images/s, MFU and speedup over a per-image loop (JSON lines)"
+
+DEFAULT_BATCH = {256: 64, 512: 16}
+SWEEP = {256: (16, 32, 64, 128), 512: (4, 8, 16, 32)}
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.add_argument("--model", default="random-sd15", help="random-sd15 (default), tiny, or real weights")
+    parser.add_argument("--resolution", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, help="images per batched call (default: 64 at 256, 16 at 512)")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const="default",
+        help="try several batch sizes (comma-separated; default 16,32,64,128 at 256 and 4,8,16,32 at 512)",
+    )
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--device", help="default: cuda if available, else cpu")
+    parser.add_argument(
+        "--compile",
+        default=None,
+        help="torch.compile mode for the UNet: default, max-autotune-no-cudagraphs, max-autotune, "
+        "reduce-overhead, or none (default: 'default' on CUDA, none on CPU)",
+    )
+    parser.add_argument("--compile-vae", action="store_true", help="compile the VAE decoder too")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="channels_last memory format (default: on CUDA only; oneDNN on CPU is slower with it)",
+    )
+    parser.add_argument("--no-fuse-qkv", dest="fuse_qkv", action="store_false")
+    parser.add_argument("--vae-batch", type=int, help="decode in chunks of this many images")
+    parser.add_argument("--iters", type=int, default=3, help="timed batches per batch size")
+    parser.add_argument("--baseline-images", type=int, default=4, help="timed images in the per-image loop")
+    parser.add_argument("--peak-tflops", type=float, help="device peak dense TFLOP/s (default: from the table)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from raymix.bench.mfu import count_flops, device_name, peak_tflops
+    from raymix.models.editor import InstructPix2PixEditor, choose_device, choose_dtype, load_pipeline
+
+    device = choose_device(args.device)
+    dtype = choose_dtype(args.dtype, device)
+    compile_mode = args.compile if args.compile is not None else ("default" if device.type == "cuda" else "none")
+    compile_mode = None if compile_mode == "none" else compile_mode
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda"
+    name = device_name(device)
+    peak = args.peak_tflops or peak_tflops(name)
+
+    pipe = load_pipeline(args.model, device=device, dtype=dtype, seed=args.seed)
+    common = dict(
+        model=args.model,
+        steps=args.steps,
+        dtype=str(dtype).removeprefix("torch."),
+        device=name,
+        peak_tflops=peak,
+        compile=compile_mode,
+        channels_last=args.channels_last,
+        fuse_qkv=args.fuse_qkv,
+    )
+    # The loop first: the editor changes the pipeline's modules in place (memory format, fused q/k/v).
+    baselines = {r: _per_image_loop(pipe, r, args) for r in args.resolution}
+    editor = InstructPix2PixEditor(
+        args.model,
+        pipeline=pipe,
+        preset="fast",
+        steps=args.steps,
+        seed=args.seed,
+        channels_last=args.channels_last,
+        fuse_qkv=args.fuse_qkv,
+        compile=compile_mode,
+        compile_vae=args.compile_vae,
+        vae_batch=args.vae_batch,
+    )
+
+    for resolution in args.resolution:
+        if args.sweep:
+            sizes = SWEEP.get(resolution, (4, 8, 16)) if args.sweep == "default" else _batch_sizes(args.sweep)
+        else:
+            sizes = (args.batch_size or DEFAULT_BATCH.get(resolution, 4),)
+        results = []
+        for batch_size in sizes:
+            try:
+                result = _batched(editor, resolution, batch_size, args, count_flops)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                result = dict(batch_size=batch_size, error="out of memory")
+            result.update(resolution=resolution, **common)
+            if "images_per_s" in result:
+                result["mfu"] = _mfu(result, peak)
+                result["baseline_images_per_s"] = baselines[resolution]
+                result["speedup"] = result["images_per_s"] / baselines[resolution]
+                results.append(result)
+            if args.sweep:
+                _emit(dict(suite="gpu", kind="sweep", **result), args.json)
+        if results:
+            best = max(results, key=lambda r: r["images_per_s"])
+            _emit(dict(suite="gpu", kind="result", **best), args.json)
+    return 0
+
+
+def _images(resolution: int, n: int, seed: int):
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, (n, resolution, resolution, 3), dtype=np.uint8)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _per_image_loop(pipe, resolution: int, args) -> float:
+    """Images/s of one pipeline call per image (PIL in, PIL out, noise from the global RNG on the
+    device), as the authors' code runs it."""
+    from PIL import Image
+
+    from raymix.models.prompts import PAPER_PROMPTS
+
+    images = [Image.fromarray(a) for a in _images(resolution, args.baseline_images + 1, args.seed)]
+    device = pipe.unet.device
+
+    def one(i: int):
+        pipe(
+            PAPER_PROMPTS[i % len(PAPER_PROMPTS)],
+            image=images[i],
+            num_inference_steps=args.steps,
+            guidance_scale=4.0,
+            image_guidance_scale=1.5,
+        )
+
+    one(0)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(1, args.baseline_images + 1):
+        one(i)
+    _sync(device)
+    return args.baseline_images / (time.perf_counter() - start)
+
+
+def _batched(editor, resolution: int, batch_size: int, args, count_flops) -> dict:
+    """Time the batched edit from host uint8 to host uint8; count its FLOPs once, eagerly."""
+    import torch
+
+    host = torch.from_numpy(_images(resolution, batch_size, args.seed + 1)).permute(0, 3, 1, 2)
+    prompts = [editor.library.text(i % len(editor.library)) for i in range(batch_size)]
+
+    def call():
+        gens = [torch.Generator().manual_seed(i) for i in range(batch_size)]
+        return editor.edit(host.to(editor.device), prompts, gens).cpu()
+
+    call()  # warm-up (and compilation)
+    with editor.eager():
+        flops = count_flops(call)
+    _sync(editor.device)
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        call()
+    _sync(editor.device)
+    seconds = (time.perf_counter() - start) / args.iters
+    return dict(
+        batch_size=batch_size,
+        images_per_s=batch_size / seconds,
+        seconds_per_batch=seconds,
+        tflop_per_image=flops / batch_size / 1e12,
+        achieved_tflops=flops / seconds / 1e12,
+    )
+
+
+def _mfu(result: dict, peak: float | None) -> float | None:
+    return result["achieved_tflops"] / peak if peak else None
+
+
+def _emit(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record), flush=True)
+        return
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
+    print(" ".join(f"{k}={v}" for k, v in shown.items()), flush=True)

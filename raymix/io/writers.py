@@ -1,0 +1,505 @@
+"""Write augmented rows as parquet shards (Hugging Face ``datasets`` layout) or WebDataset
+tars, with a quarantine table beside them.
+
+Output layout (``OUT`` is the output URI)::
+
+    OUT/{stem}-{digest}.parquet        rows of one input shard   (or .tar for WebDataset)
+    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason}
+    OUT/classes.json                   {"names": [...], "descriptions": [...]} when given
+
+``stem`` comes from the row's ``source`` (the input shard: ``train-00003-of-00294`` for
+``.../train-00003-of-00294.parquet``, ``n01440764-00000`` for the folder virtual shard
+``.../n01440764#00000``); ``digest`` is 16 hex digits of a hash of the sorted keys in the
+file. Names never contain a run id, so:
+
+* a write task retried by Ray rewrites the same name with the same rows (idempotent);
+* a rerun first reads the keys already committed for each input shard and writes only the
+  missing rows (no duplicates; ``WriteSummary.already_written`` counts the rest), and
+  :func:`committed_keys` lets the read side skip that work before it is done;
+* a file appears only when complete (:func:`raymix.io.storage.atomic_write`: a single
+  upload on object stores, temp name + rename on disks), so a killed run leaves no
+  partial file, only whole files that the rerun keeps.
+
+Rows reach a write task in bundles of at least ``rows_per_file`` rows (Ray bundles its
+input), and each task writes one file per input shard present in its bundle: an input
+shard usually becomes one or a few files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from raymix.io import storage, wds
+from raymix.io.decode import encode_jpeg
+from raymix.io.schema import (
+    CLASS_NAME,
+    HF_IMAGE_TYPE,
+    IMAGE,
+    KEY,
+    LABEL,
+    METHOD,
+    OUTPUT_SCHEMA,
+    PARAMS,
+    QUARANTINE_SCHEMA,
+    REASON,
+    REPLICA,
+    SEED,
+    SOURCE,
+    SOURCE_KEY,
+    STAGE,
+)
+
+__all__ = [
+    "FORMATS",
+    "QUARANTINE_DIR",
+    "WriteSummary",
+    "OutputSpec",
+    "write_shards",
+    "write_table",
+    "committed_keys",
+    "shard_stem",
+    "hf_features_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "webdataset")
+QUARANTINE_DIR = "_quarantine"
+CLASSES_FILE = "classes.json"
+DEFAULT_ROWS_PER_FILE = 1000
+_EXT = {"parquet": "parquet", "webdataset": "tar"}
+_DIGEST_RE = r"-[0-9a-f]{16}\."
+
+
+def shard_stem(source: str) -> str:
+    """A file-name stem for an input shard URI (see the module docstring)."""
+    base = source.rstrip("/").rsplit("/", 1)[-1]
+    base, _, fragment = base.partition("#")
+    lower = base.lower()
+    for suffix in (".parquet", *wds.TAR_SUFFIXES):
+        if lower.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    stem = f"{base}-{fragment}" if fragment else base
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._") or "unsourced"
+    return stem
+
+
+def _digest(keys: Iterable[str]) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for k in sorted(keys, key=lambda k: k or ""):
+        h.update((k or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def hf_features_metadata(classes: Sequence[str] | None = None) -> dict[bytes, bytes]:
+    """The ``huggingface`` schema metadata that makes ``datasets`` load ``image`` as an
+    ``Image`` feature and ``label`` as a ``ClassLabel`` (when the names are known)."""
+    value = {"_type": "Value"}
+    features = {
+        IMAGE: {"_type": "Image"},
+        LABEL: {"_type": "ClassLabel", "names": list(classes)} if classes else {**value, "dtype": "int64"},
+        CLASS_NAME: {**value, "dtype": "string"},
+        KEY: {**value, "dtype": "string"},
+        SOURCE_KEY: {**value, "dtype": "string"},
+        METHOD: {**value, "dtype": "string"},
+        REPLICA: {**value, "dtype": "int32"},
+        PARAMS: {**value, "dtype": "string"},
+        SEED: {**value, "dtype": "int64"},
+    }
+    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+
+
+@dataclass
+class WriteSummary:
+    """Counts and files of one write; ``str()`` gives the printed report."""
+
+    output_uri: str = ""
+    format: str = "parquet"
+    written: int = 0
+    quarantined: int = 0
+    already_written: int = 0
+    already_quarantined: int = 0
+    files: list[str] = field(default_factory=list)
+    quarantine_files: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_seen(self) -> int:
+        """Rows that reached the writer, this run."""
+        return self.written + self.quarantined + self.already_written + self.already_quarantined
+
+    def merge(self, other: WriteSummary) -> WriteSummary:
+        self.written += other.written
+        self.quarantined += other.quarantined
+        self.already_written += other.already_written
+        self.already_quarantined += other.already_quarantined
+        self.files += other.files
+        self.quarantine_files += other.quarantine_files
+        self.reasons = dict(Counter(self.reasons) + Counter(other.reasons))
+        return self
+
+    def reconcile(self, rows_in: int | None = None, replicas: int = 1) -> bool:
+        """Whether every input row is accounted for: ``rows_in == (written +
+        already_written) / replicas + quarantined + already_quarantined``. Without
+        ``rows_in`` the check is against the rows the writer saw."""
+        good = self.written + self.already_written
+        bad = self.quarantined + self.already_quarantined
+        if rows_in is None:
+            return good + bad == self.rows_seen
+        return good == (rows_in - bad) * replicas
+
+    def report(self, rows_in: int | None = None, replicas: int = 1) -> str:
+        lines = [
+            f"output       {self.output_uri} ({self.format})",
+            f"written      {self.written} rows in {len(self.files)} files"
+            + (f" (+{self.already_written} already written)" if self.already_written else ""),
+            f"quarantined  {self.quarantined} rows"
+            + (f" (+{self.already_quarantined} already quarantined)" if self.already_quarantined else "")
+            + (f" in {posixpath.join(self.output_uri, QUARANTINE_DIR)}" if self.quarantine_files else ""),
+        ]
+        for reason, n in sorted(self.reasons.items()):
+            lines.append(f"  {reason:<18} {n}")
+        if rows_in is not None:
+            ok = self.reconcile(rows_in, replicas)
+            per = f" x {replicas} replicas" if replicas != 1 else ""
+            lines.append(f"rows in      {rows_in}{per}: {'reconciled' if ok else 'MISMATCH'}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class OutputSpec:
+    """Where and how to write; picklable, shipped to every write task."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    uri: str
+    format: str = "parquet"
+    quality: int = 95
+    classes: list[str] | None = None
+    row_group_size: int = 128
+
+    @property
+    def ext(self) -> str:
+        return _EXT[self.format]
+
+    @property
+    def quarantine_root(self) -> str:
+        return posixpath.join(self.root, QUARANTINE_DIR)
+
+
+def _output_spec(output_uri, format, storage_options, classes, quality) -> OutputSpec:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    fs, root = storage.filesystem(output_uri, storage_options)
+    return OutputSpec(fs, root, storage.uri_of(fs, root), format, quality, list(classes) if classes else None)
+
+
+def _prepare(spec: OutputSpec, descriptions: Sequence[str] | None = None) -> None:
+    spec.fs.makedirs(spec.root, exist_ok=True)
+    if spec.classes:
+        doc = {"names": spec.classes}
+        if descriptions:
+            doc["descriptions"] = list(descriptions)
+        storage.atomic_write(spec.fs, posixpath.join(spec.root, CLASSES_FILE), json.dumps(doc, indent=1).encode())
+
+
+# -- turning incoming rows into output / quarantine tables --
+
+
+def _column(table: pa.Table, name: str, default, type_: pa.DataType) -> pa.Array:
+    if name in table.column_names:
+        col = table.column(name)
+        return col.cast(type_) if col.type != type_ else col
+    return pa.array([default] * table.num_rows, type_)
+
+
+def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int) -> tuple[list, np.ndarray]:
+    """The ``image`` column as a list of bytes (JPEG-encoding arrays), and an updated
+    bad-row mask with encode failures."""
+    col = table.column(IMAGE)
+    kind = col.type
+    if pa.types.is_struct(kind):
+        col = pc.struct_field(col, "bytes")
+        kind = col.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return col.to_pylist(), np.zeros(len(bad), bool)
+    from ray.data.block import BlockAccessor  # arrays arrive as Ray tensor columns
+
+    arrays = BlockAccessor.for_block(table.select([IMAGE])).to_numpy(IMAGE)
+    out, failed = [], np.zeros(len(bad), bool)
+    for i, arr in enumerate(arrays):
+        if bad[i]:
+            out.append(b"")
+            continue
+        try:
+            out.append(encode_jpeg(np.asarray(arr), quality))
+        except (ValueError, TypeError, OSError) as err:
+            log.info("quarantining row %d at encode: %s", i, err)
+            out.append(b"")
+            failed[i] = True
+    return out, failed
+
+
+def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
+    """(output rows in ``OUTPUT_SCHEMA`` + ``source``, quarantine rows)."""
+    n = table.num_rows
+    reason = _column(table, REASON, "", pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    stage = _column(table, STAGE, "", pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    bad = np.array([bool(r) for r in reason], dtype=bool) if n else np.zeros(0, bool)
+    images, failed = _image_bytes(table, bad, spec.quality)
+    empty = np.array([not b for b in images], dtype=bool) if n else np.zeros(0, bool)
+    keys = _column(table, KEY, None, pa.string())
+    no_key = keys.is_null().to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    for i in np.flatnonzero((failed | empty | no_key) & ~bad):
+        stage[i] = "encode" if failed[i] else "write"
+        reason[i] = "encode-failed" if failed[i] else ("no-key" if no_key[i] else "no-image")
+    bad = bad | failed | empty | no_key
+
+    sources = _column(table, SOURCE, "", pa.string())
+    mask = pa.array(bad)
+    quarantine = pa.Table.from_arrays(
+        [keys.filter(mask), sources.filter(mask), pa.array(stage[bad], pa.string()), pa.array(reason[bad], pa.string())],
+        schema=QUARANTINE_SCHEMA,
+    )
+    good = pa.array(~bad)
+    good_keys = keys.filter(good)
+    paths = [f"{k}.{_image_ext(b)}" for k, b in zip(good_keys.to_pylist(), np.array(images, dtype=object)[~bad])]
+    image = pa.StructArray.from_arrays(
+        [pa.array([b for b, g in zip(images, ~bad) if g], pa.binary()), pa.array(paths, pa.string())],
+        fields=list(HF_IMAGE_TYPE),
+    )
+    columns = {
+        IMAGE: image,
+        LABEL: _column(table, LABEL, -1, pa.int64()).filter(good),
+        CLASS_NAME: _column(table, CLASS_NAME, "", pa.string()).filter(good),
+        KEY: good_keys,
+        SOURCE_KEY: (_column(table, SOURCE_KEY, None, pa.string()) if SOURCE_KEY in table.column_names else keys).filter(good),
+        METHOD: _column(table, METHOD, "", pa.string()).filter(good),
+        REPLICA: _column(table, REPLICA, 0, pa.int32()).filter(good),
+        PARAMS: _column(table, PARAMS, "{}", pa.string()).filter(good),
+        SEED: _column(table, SEED, None, pa.int64()).filter(good),
+    }
+    fields = [f.with_nullable(True) if f.name == KEY else f for f in OUTPUT_SCHEMA]
+    out = pa.Table.from_arrays([columns[f.name] for f in fields], schema=pa.schema(fields))
+    out = out.append_column(SOURCE, sources.filter(good))
+    return out, quarantine
+
+
+def _image_ext(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "img"
+
+
+# -- serialising one file --
+
+
+def _parquet_bytes(table: pa.Table, spec: OutputSpec) -> bytes:
+    schema = OUTPUT_SCHEMA.with_metadata(hf_features_metadata(spec.classes))
+    buf = io.BytesIO()
+    pq.write_table(table.select(OUTPUT_SCHEMA.names).cast(schema), buf, row_group_size=spec.row_group_size)
+    return buf.getvalue()
+
+
+def _tar_bytes(table: pa.Table) -> bytes:
+    rows = table.select([c for c in OUTPUT_SCHEMA.names]).to_pylist()
+
+    def samples():
+        for r in rows:
+            image = r[IMAGE]["bytes"]
+            try:
+                params = json.loads(r[PARAMS]) if r[PARAMS] else {}
+            except ValueError:
+                params = r[PARAMS]
+            meta = {k: r[k] for k in (KEY, SOURCE_KEY, METHOD, REPLICA, SEED, LABEL, CLASS_NAME)}
+            meta[PARAMS] = params
+            yield r[KEY], {
+                _image_ext(image): image,
+                "cls": str(r[LABEL]).encode(),
+                "json": json.dumps(meta, sort_keys=True).encode(),
+            }
+
+    return wds.build_tar(samples())
+
+
+def _quarantine_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+# -- existing parts (rerun) --
+
+
+class _Existing:
+    """The committed parts of one folder, listed once per write task (no listing cache)."""
+
+    def __init__(self, fs, folder: str, ext: str):
+        self.fs, self.folder, self.ext = fs, folder, ext
+        try:
+            fs.invalidate_cache(folder)
+            names = [posixpath.basename(p) for p in fs.ls(folder, detail=False)]
+        except FileNotFoundError:
+            names = []
+        self.names = [n for n in names if n.endswith("." + ext) and not n.startswith((".", "_"))]
+
+    def keys_for(self, stem: str) -> set[str]:
+        pattern = re.compile(re.escape(stem) + _DIGEST_RE + re.escape(self.ext) + "$")
+        keys: set[str] = set()
+        for name in self.names:
+            if pattern.match(name):
+                keys |= _part_keys(self.fs, posixpath.join(self.folder, name), self.ext)
+        return keys
+
+
+def _part_keys(fs, path: str, ext: str) -> set[str]:
+    if ext == "parquet":
+        with fs.open(path, "rb") as f:
+            return set(pq.read_table(f, columns=[KEY]).column(KEY).to_pylist())
+    keys = set()
+    with fs.open(path, "rb") as f:
+        import tarfile
+
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+            for info in tar:
+                keys.add(wds.split_member(info.name)[0])
+    return keys
+
+
+def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise) -> tuple[int, int, list[str]]:
+    """Write ``table`` as one file per source into ``folder``; returns (written,
+    already there, files)."""
+    if table.num_rows == 0:
+        return 0, 0, []
+    existing = _Existing(spec.fs, folder, ext)
+    written = already = 0
+    files = []
+    sources = table.column(SOURCE)
+    for source in pc.unique(sources).to_pylist():
+        group = table.filter(pc.equal(sources, source))
+        stem = shard_stem(source or "")
+        done = existing.keys_for(stem)
+        if done:
+            keep = pc.invert(pc.is_in(group.column(KEY), value_set=pa.array(sorted(done), pa.string())))
+            already += group.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            group = group.filter(keep)
+        if group.num_rows == 0:
+            continue
+        name = f"{stem}-{_digest(group.column(KEY).to_pylist())}.{ext}"
+        path = posixpath.join(folder, name)
+        storage.atomic_write(spec.fs, path, serialise(group))
+        written += group.num_rows
+        files.append(storage.uri_of(spec.fs, path))
+    return written, already, files
+
+
+def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
+    """Write one bundle of rows (what one Ray write task does; callable without Ray)."""
+    out, quarantine = _split(table, spec)
+    serialise = (lambda t: _parquet_bytes(t, spec)) if spec.format == "parquet" else _tar_bytes
+    written, already, files = _write_groups(spec, out, spec.root, spec.ext, serialise)
+    qwritten, qalready, qfiles = _write_groups(
+        spec, quarantine, spec.quarantine_root, "parquet", _quarantine_bytes
+    )
+    if qwritten:
+        log.warning("quarantined %d rows: %s", qwritten, dict(Counter(quarantine.column(REASON).to_pylist())))
+    reasons = dict(Counter(quarantine.column(REASON).to_pylist())) if qwritten else {}
+    return WriteSummary(
+        spec.uri, spec.format, written, qwritten, already, qalready, files, qfiles, reasons
+    )
+
+
+def write_shards(
+    ds,
+    output_uri: str,
+    *,
+    format: str = "parquet",
+    storage_options: dict | None = None,
+    classes: Sequence[str] | None = None,
+    descriptions: Sequence[str] | None = None,
+    quality: int = 95,
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+    rows_in: int | None = None,
+    replicas: int = 1,
+    verbose: bool = True,
+) -> WriteSummary:
+    """Write a Ray Dataset of output rows to ``output_uri`` (see the module docstring).
+
+    Rows carry ``raymix.io.schema.OUTPUT_COLUMNS`` (missing provenance columns default to
+    ``source_key = key``, ``method = ""``, ``replica = 0``, ``params = "{}"``, ``seed``
+    null), ``image`` as encoded bytes or ``uint8`` HWC arrays (JPEG-encoded here at
+    ``quality``), plus ``source``, ``stage`` and ``reason``. Rows with a reason, or with
+    no image, go to the quarantine table. ``classes`` are stored as ``classes.json`` and
+    as ``ClassLabel`` names in the parquet schema. Prints the summary (and, with
+    ``rows_in``, whether the counts reconcile) unless ``verbose=False``.
+    """
+    from raymix.io.ray_sink import ShardDatasink
+
+    spec = _output_spec(output_uri, format, storage_options, classes, quality)
+    _prepare(spec, descriptions)
+    sink = ShardDatasink(spec, rows_per_file)
+    ds.write_datasink(sink)
+    summary = sink.summary
+    if verbose:
+        print(summary.report(rows_in, replicas), flush=True)
+    return summary
+
+
+def committed_keys(
+    output_uri: str,
+    *,
+    format: str = "parquet",
+    column: str = KEY,
+    quarantine: bool = True,
+    storage_options: dict | None = None,
+) -> set[str]:
+    """Keys (or another string column, e.g. ``source_key``; parquet only) already
+    committed under ``output_uri``, including quarantined keys when ``quarantine``. Pass
+    them to ``read_images(skip_keys=...)`` so a rerun does not redo finished work."""
+    spec = _output_spec(output_uri, format, storage_options, None, 95)
+    fs = spec.fs
+    found: set[str] = set()
+    folders = [(spec.root, spec.ext)] + ([(spec.quarantine_root, "parquet")] if quarantine else [])
+    for folder, ext in folders:
+        for name in _Existing(fs, folder, ext).names:
+            if not re.search(_DIGEST_RE + re.escape(ext) + "$", name):
+                continue
+            path = posixpath.join(folder, name)
+            if ext == "parquet":
+                with fs.open(path, "rb") as f:
+                    schema = pq.read_schema(f)
+                col = column if column in schema.names else KEY
+                with fs.open(path, "rb") as f:
+                    found.update(pq.read_table(f, columns=[col]).column(col).to_pylist())
+            elif column == KEY:
+                found |= _part_keys(fs, path, ext)
+            else:
+                raise ValueError("committed_keys reads only the key column of WebDataset tars")
+    found.discard(None)
+    return found

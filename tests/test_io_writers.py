@@ -1,0 +1,151 @@
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raymix.io.decode import decode_image, encode_jpeg
+from raymix.io.readers import plan_read
+from raymix.io.schema import OUTPUT_COLUMNS, QUARANTINE_COLUMNS
+from raymix.io.writers import _output_spec, committed_keys, shard_stem, write_table
+
+
+def test_shard_stems_come_from_the_input_shard():
+    assert shard_stem("s3://b/data/train-00003-of-00294.parquet") == "train-00003-of-00294"
+    assert shard_stem("/data/train/n01440764#00002") == "n01440764-00002"
+    assert shard_stem("gs://b/shards/imagenet-train-000123.tar.gz") == "imagenet-train-000123"
+    assert shard_stem("/x/we ird:name.tar") == "we_ird_name"
+    assert shard_stem("") == "unsourced"
+
+
+def rows(n, source="s3://in/shard-0.parquet", start=0, bad=()):
+    img = encode_jpeg(np.full((8, 8, 3), 100, np.uint8))
+    return pa.table({
+        "image": [b"" if i in bad else img for i in range(start, start + n)],
+        "label": [i % 2 for i in range(start, start + n)],
+        "class_name": [f"c{i % 2}" for i in range(start, start + n)],
+        "key": [f"img.{i}/diffusemix/0" for i in range(start, start + n)],
+        "source_key": [f"img.{i}" for i in range(start, start + n)],
+        "method": ["diffusemix"] * n,
+        "replica": [0] * n,
+        "params": [json.dumps({"lambda": 0.2})] * n,
+        "seed": [7] * n,
+        "source": [source] * n,
+        "stage": ["edit" if i in bad else "" for i in range(start, start + n)],
+        "reason": ["model-error" if i in bad else "" for i in range(start, start + n)],
+    })
+
+
+def spec(tmp_path, fmt="parquet", classes=("c0", "c1")):
+    return _output_spec(str(tmp_path / "out"), fmt, None, classes, 95)
+
+
+def test_parquet_output_is_a_hugging_face_dataset_with_provenance(tmp_path):
+    table = pa.concat_tables([rows(5), rows(3, source="/in/n01#00001", start=5, bad={6})])
+    summary = write_table(table, spec(tmp_path))
+    assert (summary.written, summary.quarantined, summary.reasons) == (7, 1, {"model-error": 1})
+    names = sorted(n for n in os.listdir(tmp_path / "out") if n != "_quarantine")
+    assert [n.rsplit("-", 1)[0] for n in names] == ["n01-00001", "shard-0"] and all(n.endswith(".parquet") for n in names)
+    out = pq.read_table(tmp_path / "out")
+    assert out.column_names == list(OUTPUT_COLUMNS) and out.num_rows == 7
+    q = pq.read_table(tmp_path / "out" / "_quarantine")
+    assert q.column_names == list(QUARANTINE_COLUMNS)
+    assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit", "reason": "model-error"}]
+
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert ds.features["label"].names == ["c0", "c1"] and type(ds.features["image"]).__name__ == "Image"
+    first = ds.sort("key")[0]
+    assert first["image"].size == (8, 8) and json.loads(first["params"]) == {"lambda": 0.2} and first["seed"] == 7
+
+
+def test_webdataset_output_members_and_read_back(tmp_path):
+    summary = write_table(rows(4), spec(tmp_path, "webdataset"))
+    [tar_path] = [p for p in summary.files]
+    with tarfile.open(tar_path) as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile("img%2E0/diffusemix/0.json").read())
+    assert names[:3] == ["img%2E0/diffusemix/0.jpg", "img%2E0/diffusemix/0.cls", "img%2E0/diffusemix/0.json"]
+    assert meta["key"] == "img.0/diffusemix/0" and meta["params"] == {"lambda": 0.2} and meta["source_key"] == "img.0"
+    plan = plan_read(str(tmp_path / "out"))
+    back = [r for s in plan.shards for t in plan.read_shard(s) for r in t.to_pylist()]
+    assert sorted(r["key"] for r in back) == [f"img.{i}/diffusemix/0" for i in range(4)]
+    assert decode_image(back[0]["image"]).shape == (8, 8, 3) and back[1]["class_name"] == "c1"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_rerun_with_other_bundles_writes_no_duplicates(tmp_path, fmt):
+    s = spec(tmp_path, fmt)
+    first = write_table(rows(6, bad={2}), s)
+    again = write_table(rows(3, bad={2}), s)  # same rows, bundled differently
+    rest = write_table(rows(4, start=6), s)   # new rows of the same shard
+    assert (first.written, first.quarantined) == (5, 1)
+    assert (again.written, again.already_written, again.quarantined, again.already_quarantined) == (0, 2, 0, 1)
+    assert (rest.written, rest.files != first.files) == (4, True)
+    keys = committed_keys(str(tmp_path / "out"), format=fmt, quarantine=False)
+    assert keys == {f"img.{i}/diffusemix/0" for i in range(10)} - {"img.2/diffusemix/0"}
+    assert "img.2/diffusemix/0" in committed_keys(str(tmp_path / "out"), format=fmt)
+    if fmt == "parquet":
+        assert pq.read_table(tmp_path / "out").num_rows == 9
+        assert committed_keys(str(tmp_path / "out"), column="source_key", quarantine=False) == {f"img.{i}" for i in range(10)} - {"img.2"}
+
+
+def test_same_rows_give_the_same_file_name(tmp_path):
+    a = write_table(rows(4), spec(tmp_path / "a"))
+    b = write_table(rows(4).slice(0).take([3, 1, 0, 2]), spec(tmp_path / "b"))
+    assert [os.path.basename(f) for f in a.files] == [os.path.basename(f) for f in b.files]
+
+
+def test_arrays_are_encoded_and_missing_columns_defaulted(tmp_path):
+    from ray.data.extensions import ArrowTensorArray
+
+    images = np.stack([np.full((6, 6, 3), v, np.uint8) for v in (10, 200)])
+    table = pa.table({
+        "key": ["a", None], "label": [0, 1], "source": ["/in/s.tar"] * 2,
+        "image": ArrowTensorArray.from_numpy(images),
+    })
+    summary = write_table(table, spec(tmp_path, classes=None))
+    assert (summary.written, summary.reasons) == (1, {"no-key": 1})
+    row = pq.read_table(summary.files[0]).to_pylist()[0]
+    assert (row["source_key"], row["method"], row["replica"], row["params"], row["seed"]) == ("a", "", 0, "{}", None)
+    assert abs(int(decode_image(row["image"]["bytes"]).mean()) - 10) <= 2
+
+
+def test_killed_write_leaves_whole_files_only_and_rerun_completes(tmp_path):
+    """The writer process dies while committing its second file (three input shards):
+    one whole file is visible, nothing partial; the rerun writes the rest once."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import pyarrow as pa
+        from test_io_writers import rows, spec
+        from raymix.io.writers import write_table
+        import pathlib
+        calls = []
+        real = os.replace
+        def dying_replace(src, dst):
+            calls.append(dst)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(src, dst)
+        os.replace = dying_replace
+        table = pa.concat_tables([rows(3, source=f"/in/shard-{{k}}.tar", start=3 * k) for k in range(3)])
+        write_table(table, spec(pathlib.Path({str(tmp_path)!r})))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -9
+    visible = [n for n in os.listdir(tmp_path / "out") if not n.startswith(".") and n.endswith(".parquet")]
+    assert len(visible) == 1 and pq.read_table(tmp_path / "out" / visible[0]).num_rows == 3
+    table = pa.concat_tables([rows(3, source=f"/in/shard-{k}.tar", start=3 * k) for k in range(3)])
+    summary = write_table(table, spec(tmp_path))
+    assert (summary.written, summary.already_written) == (6, 3)
+    assert sorted(pq.read_table(tmp_path / "out").column("key").to_pylist()) == sorted(table.column("key").to_pylist())
