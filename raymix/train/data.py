@@ -37,7 +37,7 @@ import ray
 from raymix.io import schema
 from raymix.ops.rng import sample_seed
 from raymix.train.config import ONLINE_METHODS, TrainConfig, TrainInput
-from raymix.train.transforms import center_crop, crop_flip, fit_square
+from raymix.train.transforms import center_crop, crop_flip
 
 __all__ = [
     "EpochClock",
@@ -123,40 +123,18 @@ def tag_epoch(batch: dict[str, np.ndarray], *, clock: Any, seed: int, fraction: 
     return out
 
 
-def _is_encoded(images: Any) -> bool:
-    if isinstance(images, np.ndarray) and images.dtype != object:
-        return False
-    first = images[0] if len(images) else None
-    return isinstance(first, (bytes, bytearray, memoryview, dict))
-
-
 def prepare_images(batch: dict[str, np.ndarray], *, size: int, resize: str = "center_crop") -> dict[str, np.ndarray]:
-    """Bring ``image`` to uint8 ``(N, size, size, 3)`` and make sure ``stage``/``reason`` exist.
+    """Bring ``image`` to uint8 ``(N, size, size, 3)`` with ``raymix.io.decode.decode_batch``.
 
-    Encoded bytes (or HF ``{bytes, path}`` structs) go through
-    ``raymix.io.decode.decode_batch``; decoded arrays of any size are fitted with a
-    shorter-side resize and a centre crop.
+    Accepts encoded bytes, HF ``{bytes, path}`` structs and decoded arrays of any size;
+    adds ``stage``/``reason`` (a row that fails becomes a zero image with its reason).
     """
-    images = batch[schema.IMAGE]
-    if len(images) and _is_encoded(images):
-        if isinstance(images[0], dict):
-            batch = {**batch, schema.IMAGE: np.array([img["bytes"] for img in images], dtype=object)}
-        from raymix.io.decode import decode_batch
+    from raymix.io.decode import decode_batch
 
-        return decode_batch(batch, size=size, resize=resize)
-    out = dict(batch)
-    n = len(images)
-    fitted = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        img = np.asarray(images[i])
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        fitted[i] = fit_square(img[..., :3].astype(np.uint8, copy=False), size)
-    out[schema.IMAGE] = fitted
-    for column in (schema.STAGE, schema.REASON):
-        if column not in out:
-            out[column] = np.full(n, "", dtype=object)
-    return out
+    images = batch[schema.IMAGE]
+    if len(images) and isinstance(images[0], dict):
+        batch = {**batch, schema.IMAGE: np.array([img.get("bytes") for img in images], dtype=object)}
+    return decode_batch(batch, size=size, resize=resize)
 
 
 def conform(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -31,16 +31,18 @@ def _as_input(item: Any) -> TrainInput:
 def storage_filesystem(storage: str | None, storage_options: dict[str, Any] | None) -> tuple[str | None, Any]:
     """``(storage_path, filesystem)`` for ``RunConfig``.
 
-    Without ``storage_options`` Ray resolves the URI itself (local paths, ``s3://``,
-    ``gs://`` with the environment's credentials). With them (e.g. ``endpoint_url``,
-    ``key``, ``secret`` for an S3-compatible store) the URI is opened through fsspec.
+    Local paths go to Ray as they are. Object-store URIs are opened with
+    ``raymix.io.storage.filesystem`` (endpoint, region and credentials from the AWS
+    environment, ``RAYMIX_STORAGE_OPTIONS`` or ``storage_options``) and handed to Ray as a
+    pyarrow filesystem, so checkpoints reach S3-compatible stores the readers reach.
     """
-    if storage is None or not storage_options:
+    if storage is None or "://" not in storage or storage.startswith("file://"):
         return storage, None
-    import fsspec
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, path = fsspec.core.url_to_fs(storage, **storage_options)
+    from raymix.io.storage import filesystem
+
+    fs, path = filesystem(storage, storage_options)
     return path, PyFileSystem(FSSpecHandler(fs))
 
 

@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from raymix.ops.rng import numpy_generator
 
-__all__ = ["random_resized_crop_box", "crop_flip", "fit_square", "center_crop"]
+__all__ = ["random_resized_crop_box", "crop_flip", "center_crop"]
 
 
 def random_resized_crop_box(
@@ -76,15 +76,6 @@ def crop_flip(image: np.ndarray, size: int, crop: str, flip: bool, seed: int, ke
         raise ValueError(f"unknown crop {crop!r}")
     if flip and rng.random() < 0.5:
         chw = chw.flip(-1)
-    return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
-
-
-def fit_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize the shorter side to ``size`` and centre-crop a square (uint8 HWC in and out)."""
-    if image.shape[:2] == (size, size):
-        return image
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    chw = TF.center_crop(TF.resize(chw, size, antialias=True), [size, size])
     return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
 
 
