@@ -7,7 +7,7 @@ AMP and channels_last on CUDA), each after warm-up steps:
   over); the step rate the device sustains.
 - ``streaming``: batches from the training input pipeline (``raymix.train.data``): read
   -> decode -> random crop/flip -> online method on an actor pool -> ``iter_torch_batches``
-  with prefetch. ``ingest_ratio = streaming rate / synthetic rate``; 1.0 means the data
+  with prefetch. Input: ``--input URI``, or generated 500x375 JPEGs in HF parquet. ``ingest_ratio = streaming rate / synthetic rate``; 1.0 means the data
   stage keeps the device busy.
 - ``synthetic + MiAMix``: ``miamix_overhead = step time with MiAMix / without - 1``. The
   two synthetic variants alternate in ``--rounds`` rounds and each figure is the fastest
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="actors (CPU cores) running the online method")
     parser.add_argument("--cpus", type=int, default=None, help="CPUs given to a local Ray (default: all)")
     parser.add_argument("--input", help="training data URI read by raymix.io.readers (default: generated JPEGs)")
+    parser.add_argument("--images", type=int, default=512, help="generated images when no --input (repeated as needed)")
     parser.add_argument("--prefetch-batches", type=int, default=4)
     parser.add_argument("--skip", choices=("streaming", "miamix"), action="append", default=[],
                         help="leave a measurement out")
@@ -117,35 +118,13 @@ def _repeat(batch):
         yield batch
 
 
-def _sample_input(rows: int, size: int, directory: str) -> Any:
-    """A training input of ``rows`` generated JPEGs: an HF-layout parquet file read through
-    ``raymix.io.readers`` when that module exists, else in-memory uint8 arrays."""
-    import importlib.util
+def _sample_input(directory: str, images: int) -> str:
+    """``images`` generated ImageNet-like JPEGs (500x375) as HF parquet shards in ``directory``."""
+    from raymix.io.sample import write_sample
 
-    import numpy as np
-    import ray
-
-    rng = np.random.default_rng(0)
-    # Smooth random images compress and decode like photographs, unlike white noise.
-    base = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
-    images = [np.kron(base[i % 16], np.ones((size // 8 + 1, size // 8 + 1, 1), dtype=np.uint8))[:size, :size] for i in range(rows)]
-    if importlib.util.find_spec("raymix.io.readers") is None:
-        return ray.data.from_items([{"key": f"k{i}", "image": img, "label": i % 1000} for i, img in enumerate(images)]), "arrays"
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    encoded = []
-    for img in images:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=90)
-        encoded.append({"bytes": buf.getvalue(), "path": None})
-    table = pa.table({"image": encoded, "label": pa.array([i % 1000 for i in range(rows)], pa.int64())})
-    path = os.path.join(directory, "train-00000-of-00001.parquet")
-    pq.write_table(table, path)
-    return directory, "jpeg parquet"
+    classes = 16
+    write_sample(directory, format="parquet", classes=classes, per_class=-(-images // classes), size=(500, 375))
+    return directory
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,17 +176,19 @@ def run(args: argparse.Namespace) -> int:
         if not ray.is_initialized():
             ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         rows = (args.warmup + args.steps + 1) * args.batch_size
-        config = _config(args, online=online)
+        # The input is repeated as often as needed; repeats get fresh augmentation draws.
+        config = _config(args, online=online, epoch_size=rows)
         with tempfile.TemporaryDirectory() as directory:
-            source, kind = (args.input, "uri") if args.input else _sample_input(rows, config.train_decode_size, directory)
+            source = args.input or _sample_input(directory, args.images)
             clock = create_epoch_clock()
-            ds = build_train_dataset([TrainInput(source, layout="parquet" if kind == "jpeg parquet" else "auto")], config, clock)
+            ds = build_train_dataset([TrainInput(source, weight=1.0)], config, clock)
             batches = ds.iter_torch_batches(
                 batch_size=args.batch_size, device="cpu", prefetch_batches=args.prefetch_batches,
                 pin_memory=device.type == "cuda", drop_last=True,
             )
             streaming = _time_steps(plain, batches, args.warmup, args.steps, device)
             ray.kill(clock)
+        kind = "uri" if args.input else f"{args.images} generated 500x375 JPEGs (parquet)"
         extra = {"online": online, "data_actors": args.data_actors, "input": kind}
         emit("streaming_step_s", streaming, "s/step", **extra)
         emit("ingest_ratio", synthetic / streaming, "fraction", **extra)
