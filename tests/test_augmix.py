@@ -19,11 +19,13 @@ def batch(n=6, size=32, seed=0):
 
 def test_rows_per_replica_with_provenance():
     out = AugMix(seed=1, replicas=2)(batch())
-    assert out["image"].shape == (12, 32, 32, 3) and out["image"].dtype == np.uint8
+    # Row 2 failed upstream: it passes once, with replica -1.
+    assert out["image"].shape == (11, 32, 32, 3) and out["image"].dtype == np.uint8
     assert list(out["key"][:2]) == ["img0/augmix/0", "img0/augmix/1"]
     assert list(out["source_key"][:2]) == ["img0", "img0"]
-    assert list(out["replica"][:4]) == [0, 1, 0, 1]
-    assert (out["label"] == np.repeat(np.arange(6), 2)).all()
+    assert list(out["replica"][:7]) == [0, 1, 0, 1, -1, 0, 1]
+    assert list(out["key"][4:6]) == ["img2", "img3/augmix/0"]
+    assert (out["label"] == np.array([0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5])).all()
     assert not np.array_equal(out["image"][0], out["image"][1])
 
 

@@ -85,29 +85,30 @@ class AugMix:
     def augment_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A Ray Data numpy batch -> one row per input row and replica.
 
-        Rows that carry a ``reason`` (failed upstream) are passed through untouched.
         Output rows keep every input column and add ``source_key``, ``method`` and
-        ``replica``; ``key`` becomes ``{source_key}/augmix/{replica}``.
+        ``replica``; ``key`` becomes ``{source_key}/augmix/{replica}``. Rows that carry a
+        ``reason`` (failed upstream) pass through once, untouched, with replica -1.
         """
         keys = [str(k) for k in batch[schema.KEY]]
         n = len(keys)
         epochs = batch["epoch"] if "epoch" in batch else np.full(n, self.epoch)
         reasons = batch.get(schema.REASON)
+        bad = np.array([bool(reasons is not None and reasons[i]) for i in range(n)], dtype=bool)
+        copies = np.where(bad, 1, self.replicas)
+        order = np.repeat(np.arange(n), copies)
+        starts = np.repeat(np.cumsum(copies) - copies, copies)
+        replica = np.where(bad[order], -1, np.arange(len(order)) - starts).astype(np.int32)
         images = batch[schema.IMAGE]
-        order = np.repeat(np.arange(n), self.replicas)
-        replica = np.tile(np.arange(self.replicas, dtype=np.int32), n)
         out = {name: np.asarray(col)[order] for name, col in batch.items() if name != schema.IMAGE}
-        augmented = np.empty((n * self.replicas, *images.shape[1:]), dtype=np.uint8)
+        augmented = np.empty((len(order), *images.shape[1:]), dtype=np.uint8)
         for row, (i, r) in enumerate(zip(order, replica)):
-            if reasons is not None and reasons[i]:
-                augmented[row] = images[i]
-            else:
-                augmented[row] = self.augment(images[i], keys[i], int(r), int(epochs[i]))
+            augmented[row] = images[i] if r < 0 else self.augment(images[i], keys[i], int(r), int(epochs[i]))
         out[schema.IMAGE] = augmented
         out[schema.SOURCE_KEY] = np.asarray(keys, dtype=object)[order]
-        out[schema.METHOD] = np.full(n * self.replicas, self.method, dtype=object)
+        out[schema.METHOD] = np.full(len(order), self.method, dtype=object)
         out[schema.REPLICA] = replica
         out[schema.KEY] = np.array(
-            [schema.output_key(k, self.method, int(r)) for k, r in zip(out[schema.SOURCE_KEY], replica)], dtype=object
+            [k if r < 0 else schema.output_key(k, self.method, int(r)) for k, r in zip(out[schema.SOURCE_KEY], replica)],
+            dtype=object,
         )
         return out

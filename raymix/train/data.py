@@ -28,6 +28,7 @@ only, and a resumed run sees the same epochs as an uninterrupted one.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +85,16 @@ def current_epoch(clock: Any) -> int:
     if isinstance(clock, (int, np.integer)):
         return int(clock)
     return int(ray.get(clock.get.remote()))
+
+
+def method_kwargs(cls: type, config: TrainConfig, replicas: int) -> dict[str, Any]:
+    """Constructor arguments of an online method: seed, replicas, epoch 0 (the batch's
+    ``epoch`` column overrides it), ``size`` (fractal side) when the method takes one, and
+    the user's ``online_options`` on top."""
+    kwargs: dict[str, Any] = {"seed": config.seed, "replicas": replicas, "epoch": 0}
+    if "size" in inspect.signature(cls).parameters:
+        kwargs["size"] = config.image_size
+    return {**kwargs, **config.online_options}
 
 
 def load_method(name: str) -> type:
@@ -188,37 +199,33 @@ class JSDViews:
     """Clean view plus two augmented views per row, for the JSD consistency loss.
 
     Runs the online method with ``replicas=2`` in-process and lines its output rows up with
-    the input rows by ``(source_key, replica)``; a row whose augmentation failed is marked
-    with the method's ``reason``.
+    the input rows by ``(source_key, replica)``; a row the method passed through once
+    (replica -1: failed upstream or in the method) keeps its ``reason``.
     """
 
-    def __init__(self, method: str, seed: int = 0, epoch: int = 0, options: dict[str, Any] | None = None) -> None:
-        self.method = load_method(method)(seed=seed, replicas=2, epoch=epoch, **(options or {}))
+    def __init__(self, method: str, kwargs: dict[str, Any]) -> None:
+        self.method = load_method(method)(**kwargs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys = [str(k) for k in batch[schema.KEY]]
         n = len(keys)
         out = self.method(batch)
-        if schema.REPLICA in out:
-            sources = out.get(schema.SOURCE_KEY, out[schema.KEY])
-            position = {(str(k), int(r)): i for i, (k, r) in enumerate(zip(sources, out[schema.REPLICA]))}
-            first = np.array([position[(k, 0)] for k in keys], dtype=np.int64)
-            second = np.array([position[(k, 1)] for k in keys], dtype=np.int64)
-        elif len(out[schema.IMAGE]) == 2 * n:
-            first, second = np.arange(0, 2 * n, 2), np.arange(1, 2 * n, 2)
-        else:
-            raise ValueError("the online method's output cannot be matched to its input rows")
-        result = dict(batch)
-        result[AUG1] = np.asarray(out[schema.IMAGE])[first]
-        result[AUG2] = np.asarray(out[schema.IMAGE])[second]
-        if schema.REASON in out:
-            failed = np.asarray(out[schema.REASON], dtype=object)
-            reasons = np.asarray(batch[schema.REASON], dtype=object).copy()
-            for i in range(n):
-                if not reasons[i]:
-                    reasons[i] = failed[first[i]] or failed[second[i]]
-            result[schema.REASON] = reasons
-        return result
+        if schema.REPLICA not in out:
+            raise ValueError("the online method's output has no replica column to match it to its input rows")
+        sources = out.get(schema.SOURCE_KEY, out[schema.KEY])
+        position = {(str(k), int(r)): i for i, (k, r) in enumerate(zip(sources, out[schema.REPLICA]))}
+        failed = np.asarray(out.get(schema.REASON, np.full(len(sources), "", dtype=object)), dtype=object)
+        first = np.empty(n, dtype=np.int64)
+        second = np.empty(n, dtype=np.int64)
+        reasons = np.asarray(batch.get(schema.REASON, np.full(n, "", dtype=object)), dtype=object).copy()
+        for i, k in enumerate(keys):
+            if (k, 0) in position and (k, 1) in position:
+                first[i], second[i] = position[(k, 0)], position[(k, 1)]
+            else:  # a row the method passed through once (failed upstream or in the method)
+                first[i] = second[i] = position[(k, -1)]
+            reasons[i] = reasons[i] or failed[first[i]] or failed[second[i]]
+        images = np.asarray(out[schema.IMAGE])
+        return {**batch, AUG1: images[first], AUG2: images[second], schema.REASON: reasons}
 
 
 # -- datasets ----------------------------------------------------------------------------
@@ -277,19 +284,13 @@ def build_train_dataset(
     if config.online is not None:
         pool = ray.data.ActorPoolStrategy(size=config.data_actors)
         common = dict(batch_format="numpy", batch_size=config.data_batch_size, compute=pool, num_cpus=config.data_actor_cpus)
+        method = load_method(config.online)
         if config.jsd:
             views = 3
-            ds = ds.map_batches(
-                JSDViews,
-                fn_constructor_kwargs={"method": config.online, "seed": config.seed, "options": config.online_options},
-                **common,
-            )
+            kwargs = method_kwargs(method, config, replicas=2)
+            ds = ds.map_batches(JSDViews, fn_constructor_kwargs={"method": config.online, "kwargs": kwargs}, **common)
         else:
-            ds = ds.map_batches(
-                load_method(config.online),
-                fn_constructor_kwargs={"seed": config.seed, "replicas": 1, "epoch": 0, **config.online_options},
-                **common,
-            )
+            ds = ds.map_batches(method, fn_constructor_kwargs=method_kwargs(method, config, replicas=1), **common)
     return ds.map_batches(finalize, fn_kwargs={"views": views}, batch_format="numpy")
 
 
