@@ -1,0 +1,55 @@
+import numpy as np
+import torch
+
+from raymix.methods.augmix import AugMix
+
+
+def batch(n=6, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "key": np.array([f"img{i}" for i in range(n)], dtype=object),
+        "image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        "label": np.arange(n, dtype=np.int64),
+        "class_name": np.array(["c"] * n, dtype=object),
+        "source": np.array(["mem"] * n, dtype=object),
+        "stage": np.array([""] * n, dtype=object),
+        "reason": np.array(["", "", "decode: truncated", "", "", ""], dtype=object)[:n],
+    }
+
+
+def test_rows_per_replica_with_provenance():
+    out = AugMix(seed=1, replicas=2)(batch())
+    # Row 2 failed upstream: it passes once, with replica -1.
+    assert out["image"].shape == (11, 32, 32, 3) and out["image"].dtype == np.uint8
+    assert list(out["key"][:2]) == ["img0/augmix/0", "img0/augmix/1"]
+    assert list(out["source_key"][:2]) == ["img0", "img0"]
+    assert list(out["replica"][:7]) == [0, 1, 0, 1, -1, 0, 1]
+    assert list(out["key"][4:6]) == ["img2", "img3/augmix/0"]
+    assert (out["label"] == np.array([0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5])).all()
+    assert not np.array_equal(out["image"][0], out["image"][1])
+
+
+def test_bad_rows_pass_through_untouched():
+    b = batch()
+    out = AugMix(seed=1)(b)
+    assert np.array_equal(out["image"][2], b["image"][2]) and out["reason"][2]
+    assert not np.array_equal(out["image"][0], b["image"][0])
+
+
+def test_draws_depend_on_seed_key_replica_epoch_only():
+    b = batch()
+    whole = AugMix(seed=3)(b)["image"]
+    halves = [AugMix(seed=3)({k: v[s] for k, v in b.items()})["image"] for s in (slice(0, 2), slice(2, 6))]
+    assert np.array_equal(whole, np.concatenate(halves))
+    assert not np.array_equal(whole, AugMix(seed=4)(b)["image"])
+    # The epoch column overrides the constructor's epoch.
+    later = AugMix(seed=3)({**b, "epoch": np.full(6, 1)})["image"]
+    assert np.array_equal(later, AugMix(seed=3, epoch=1)(b)["image"])
+    assert not np.array_equal(later, whole)
+
+
+def test_torchvision_style_transform_on_tensors():
+    image = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    out = AugMix()(image)
+    assert out.shape == image.shape and out.dtype == torch.uint8
+    assert AugMix()(image.unsqueeze(0).repeat(4, 1, 1, 1)).shape == (4, 3, 24, 24)

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from raymix.train.config import TrainConfig, TrainInput, parse_input, parse_ratio
+from raymix.train.data import crop_flip_batch, finalize, prepare_images, tag_epoch
+from raymix.train.transforms import crop_flip
+
+
+def rows(n, size=(40, 48), bad=(), seed=0, prefix="k"):
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "key": f"{prefix}{i}",
+            "image": rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+            "label": i % 3,
+            "reason": "decode: broken" if i in bad else "",
+        }
+        for i in range(n)
+    ]
+
+
+def as_batch(items):
+    return {k: np.array([r[k] for r in items], dtype=object if k in ("key", "reason") else None) for k in items[0]}
+
+
+def test_input_specs():
+    assert parse_input("s3://b/x@0.25") == TrainInput("s3://b/x", weight=0.25)
+    assert parse_input("s3://user@host/x") == TrainInput("s3://user@host/x")
+    assert parse_ratio("3:1", 2) == [3.0, 1.0]
+    with pytest.raises(ValueError):
+        parse_ratio("1:1", 3)
+    with pytest.raises(ValueError):
+        TrainConfig(jsd=True)  # JSD needs augmented views
+    with pytest.raises(ValueError):
+        TrainConfig(online="nope")
+
+
+def test_tag_epoch_draws_a_fresh_subset_each_epoch():
+    b = as_batch(rows(400))
+    half = [set(tag_epoch(b, clock=e, seed=0, fraction=0.5)["key"]) for e in (0, 0, 1)]
+    assert half[0] == half[1] and half[0] != half[2]
+    assert 150 < len(half[0]) < 250
+    double = tag_epoch(b, clock=2, seed=0, fraction=2.0)
+    assert len(double["key"]) == 800 and set(double["epoch"]) == {2}
+    assert {"k7", "k7#1"} <= set(double["key"])
+    assert (tag_epoch(b, clock=5, seed=0, fraction=None)["epoch"] == 5).all()
+
+
+def test_crop_flip_depends_on_key_and_epoch():
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    a = crop_flip(image, 32, "random_resized", True, 0, "k", 0)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, crop_flip(image, 32, "random_resized", True, 0, "k", 0))
+    assert not np.array_equal(a, crop_flip(image, 32, "random_resized", True, 0, "k", 1))
+    assert crop_flip(image, 32, "pad", True, 0, "k", 0).shape == (32, 32, 3)
+    assert np.array_equal(crop_flip(image, 64, "none", False, 0, "k", 0), image)
+
+
+def test_batch_stages_keep_bad_rows_flagged():
+    b = prepare_images(as_batch(rows(4, bad=(1,))), size=36)
+    assert b["image"].shape == (4, 36, 36, 3)
+    b = crop_flip_batch({**b, "epoch": np.zeros(4, dtype=np.int64)}, size=32, crop="random_resized", flip=True, seed=0)
+    assert not b["image"][1].any()
+    out = finalize(b)
+    assert set(out) == {"image", "label", "valid"}
+    assert out["valid"].tolist() == [True, False, True, True]
+
+
+def _per_key(ds, clock, epoch, column="image"):
+    import ray
+
+    ray.get(clock.set.remote(epoch))
+    batches = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    return np.concatenate([b[column] for b in batches]), np.concatenate([b["label"] for b in batches])
+
+
+@pytest.mark.slow
+def test_draws_follow_the_epoch_clock(ray_cluster):
+    import ray
+
+    from raymix.train.data import build_train_dataset, create_epoch_clock
+
+    clock = create_epoch_clock()
+    items = rows(12, bad=(4,))
+    # A unique label per row lets us line rows up whatever order they stream in.
+    for i, r in enumerate(items):
+        r["label"] = i
+    ds = ray.data.from_items(items)
+
+    def images(data_batch_size, epoch):
+        # Random-resized crops are drawn per (seed, key, epoch) like the online methods' draws.
+        cfg = TrainConfig(image_size=24, data_batch_size=data_batch_size, seed=5)
+        imgs, labels = _per_key(build_train_dataset([TrainInput(ds)], cfg, clock), clock, epoch)
+        return imgs[np.argsort(labels)]
+
+    e0 = images(4, 0)
+    assert e0.shape == (12, 24, 24, 3)
+    assert np.array_equal(e0, images(3, 0))  # same epoch: same pixels, whatever the batching
+    e1 = images(4, 1)
+    assert not np.array_equal(e0[0], e1[0])  # a fresh draw next epoch
+    ray.kill(clock)
+
+
+@pytest.mark.slow
+def test_weighted_inputs_and_jsd_views(ray_cluster):
+    import ray
+
+    from raymix.train.data import build_train_dataset, create_epoch_clock
+
+    clock = create_epoch_clock()
+    originals = ray.data.from_items(rows(40, size=(24, 24), prefix="orig"))
+    augmented = ray.data.from_items(rows(120, size=(24, 24), prefix="aug", seed=1))
+    cfg = TrainConfig(image_size=16, crop="none", epoch_size=80)
+    ds = build_train_dataset([TrainInput(originals, weight=1), TrainInput(augmented, weight=1)], cfg, clock)
+    ray.get(clock.set.remote(0))
+    labels = [b for b in ds.iter_batches(batch_size=None, batch_format="numpy")]
+    n = sum(len(b["label"]) for b in labels)
+    assert 60 < n < 100  # 40 originals (all) + about 40 of the 120 augmented rows
+
+    cfg = TrainConfig(image_size=16, crop="none", online="augmix", jsd=True)
+    ds = build_train_dataset([TrainInput(originals.limit(6))], cfg, clock)
+    batch = ds.take_batch(6, batch_format="numpy")
+    assert set(batch) == {"image", "image_aug1", "image_aug2", "label", "valid"}
+    assert batch["image_aug1"].shape == batch["image"].shape == (6, 16, 16, 3)
+    assert not np.array_equal(batch["image_aug1"], batch["image_aug2"])
+    ray.kill(clock)
