@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from raymix.ops.blends import blend_one
+from raymix.ops.blends import blend_chain
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import require_uint8
 
@@ -61,5 +61,5 @@ def patch_mix_(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str,
         params = [params] * batch.shape[0]
     for i, p in enumerate(params):
         region = batch[i, :, top:bottom, left:right]
-        region.copy_(blend_one(kind, region, src[i, :, top:bottom, left:right], p))
+        region.copy_(blend_chain(region, [(kind, src[i, :, top:bottom, left:right], p)]))
     return images
