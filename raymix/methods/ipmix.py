@@ -26,7 +26,7 @@ import torch
 from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import BLENDS, sample_blend
 from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, map_ops, sample_op
-from raymix.ops.patches import patch_mix_, sample_patch_box
+from raymix.ops.patches import mix_patches_, sample_patch_box
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import round_to_uint8, stack
 
@@ -67,7 +67,7 @@ class IPMix(MixingMethod):
                  beta: float | None = None, severity: float | None = None,
                  patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
                  seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
-                 size: int | None = None, chunk_size: int = 8):
+                 size: int | None = None, chunk_size: int = 32):
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
         p = choose_preset(PRESETS, preset)
@@ -149,11 +149,9 @@ class IPMix(MixingMethod):
             fractal_of = {i: fractals[j] for j, i in enumerate(need)}
             fractal_ids = {i: ids[j] for j, i in enumerate(need)}
         for i, c in patch_chains:
-            img = images[i].clone()
-            for q, patch in enumerate(plans[i]["chains"][c]["patches"]):
-                source = copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i]
-                patch_mix_(img, source, tuple(patch["box"]), patch["kind"], patch)
-            chain_out[(i, c)] = img
+            steps = [(copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i], patch["box"],
+                      patch["kind"], patch) for q, patch in enumerate(plans[i]["chains"][c]["patches"])]
+            chain_out[(i, c)] = mix_patches_(images[i].clone(), steps)
 
         outs = [self._combine(images[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
         infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]

@@ -58,7 +58,7 @@ class LayerMix(MixingMethod):
 
     def __init__(self, *, magnitude: float = 8, beta: float = 3.0, ops: Sequence[str] | None = None,
                  blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
                          chunk_size=chunk_size)
         names = tuple(LAYERMIX_OPS) if ops is None else tuple(ops)

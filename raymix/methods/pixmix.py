@@ -53,7 +53,7 @@ class PixMix(MixingMethod):
 
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
                          size=size, chunk_size=chunk_size)

@@ -40,6 +40,7 @@ __all__ = [
     "blend",
     "blend_one",
     "blend_chain",
+    "select_into_",
 ]
 
 #: Blend kinds: arithmetic mean, geometric mean, pixel mixing, element mixing.
@@ -252,10 +253,47 @@ def random_mask(shape: Sequence[int], threshold: float, generator: torch.Generat
         return torch.zeros((c, h, w), dtype=torch.bool, device=device)
     if k >= 256:
         return torch.ones((c, h, w), dtype=torch.bool, device=device)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, generator=generator)
-    r = words.numpy().view(np.uint8)[:n].reshape(h, w, c)
-    mask = torch.from_numpy(np.less(r, np.uint8(k))).permute(2, 0, 1)  # NumPy: fast on uint8
+    mask = torch.from_numpy(np.less(_random_bytes((h, w, c), generator), np.uint8(k))).permute(2, 0, 1)
     return mask if torch.device(device).type == "cpu" else mask.to(device)
+
+
+def _random_bytes(shape: tuple[int, int, int], generator: torch.Generator) -> np.ndarray:
+    """Random bytes shaped ``(H, W, C)``, eight per 64-bit draw (:func:`random_mask`'s stream)."""
+    n = shape[0] * shape[1] * shape[2]
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, generator=generator)
+    return words.numpy().view(np.uint8)[:n].reshape(shape)
+
+
+def select_into_(x: torch.Tensor, y: torch.Tensor, kind: str, params: dict) -> torch.Tensor:
+    """``x = blend_one(kind, x, y, params)`` in place for pixel or element mixing of one ``uint8``
+    image ``(C, H, W)`` on the CPU (the same mask: where it is unset, ``y``'s value replaces
+    ``x``'s). Cheaper than building a new image for small boxes, as IPMix's patches."""
+    require_uint8(x)
+    require_uint8(y, "y")
+    if kind not in ("pixel", "element"):
+        raise ValueError(f"select_into_ mixes pixels or elements, not {kind!r}")
+    select_into_hwc(x.numpy().transpose(1, 2, 0), y.numpy().transpose(1, 2, 0), kind == "pixel",
+                    params["threshold"], params["mask_seed"])
+    return x
+
+
+def select_into_hwc(x: np.ndarray, y: np.ndarray, pixel: bool, threshold: float, mask_seed: int) -> None:
+    """:func:`select_into_` on ``(H, W, C)`` NumPy views: the loop body of patch mixing."""
+    h, w, c = x.shape
+    k = int(round(256.0 * float(threshold)))
+    if k >= 256:
+        return
+    if k <= 0:
+        x[...] = y
+        return
+    take_y = np.greater_equal(_random_bytes((h, w, 1 if pixel else c), child_generator(mask_seed)),
+                              np.uint8(k)).view(np.uint8)
+    np.negative(take_y, out=take_y)  # 0 or 255
+    if take_y.shape[2] != c and h * w > 4096:  # wide boxes: repeat the pixel mask per channel first
+        take_y = np.concatenate([take_y] * c, axis=2)
+    diff = np.bitwise_xor(x, y)
+    np.bitwise_and(diff, take_y, out=diff)
+    np.bitwise_xor(x, diff, out=x)
 
 
 def _select(mask: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
