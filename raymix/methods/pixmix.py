@@ -106,7 +106,7 @@ class PixMix(MixingMethod):
         for i, p in enumerate(plans):
             steps = [(rd["blend"]["kind"], augmented[(i, r)] if rd["source"] == "augmented" else fractal_of[i],
                       rd["blend"]) for r, rd in enumerate(p["rounds"])]
-            out[i] = blend_chain(augmented.get((i, "start"), images[i]), steps)
+            blend_chain(augmented.get((i, "start"), images[i]), steps, out=out[i])
         infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
         return out, infos
 

@@ -180,62 +180,87 @@ _TINY_U8 = 2 * _TINY / (2.0 / 255.0)  # PixMix's clamp of the second image (2y >
 _LOG2_255 = math.log2(255.0)
 
 
-def _chain_add(t: torch.Tensor, form: str, y: torch.Tensor, a: float, b: float, half: float = 0.0
-               ) -> torch.Tensor:
-    """The arithmetic mean, clipped; ``half = 0.5`` also adds the 0.5 that rounds half up when the
-    result is cast to ``uint8`` next (the clip moves with it)."""
+def _chain_add(s: torch.Tensor, t: torch.Tensor, form: str, y: torch.Tensor, scratch: torch.Tensor, a: float,
+               b: float, half: float = 0.0) -> torch.Tensor:
+    """The arithmetic mean into the float buffer ``s``, clipped; ``half = 0.5`` also adds the 0.5
+    that rounds half up when the result is cast to ``uint8`` next (the clip moves with it)."""
     if form == "u8":
-        out = t.float().mul_(a)
+        s.copy_(t)
+    elif form == "log":
+        _exp2_(s)
+    s.mul_(a).add_(scratch.copy_(y), alpha=b)
+    return s.add_(127.5 * (1.0 - a - b) + half).clamp_(half, 255.0 + half)
+
+
+def _chain_multiply(s: torch.Tensor, t: torch.Tensor, form: str, y: torch.Tensor, scratch: torch.Tensor,
+                    a: float, b: float) -> torch.Tensor:
+    """The geometric mean into ``s`` as ``log2`` of the result, clipped to ``log2(255)``."""
+    if form == "u8":
+        _log2_(s.copy_(t))
+    elif form == "lin":
+        _log2_(s)
+    ly = _log2_(scratch.copy_(y).clamp_(min=_TINY_U8))
+    if a == 0.0:  # x^0 = 1, even at 0
+        torch.mul(ly, b, out=s)
     else:
-        out = (_exp2_(t) if form == "log" else t).mul_(a)
-    out.add_(y.float(), alpha=b)
-    return out.add_(127.5 * (1.0 - a - b) + half).clamp_(half, 255.0 + half)
+        s.mul_(a).add_(ly, alpha=b)
+    return s.add_((a + b) * _LOG2_2_OVER_255 - 1.0 + _LOG2_255).clamp_(max=_LOG2_255)
 
 
-def _chain_multiply(t: torch.Tensor, form: str, y: torch.Tensor, a: float, b: float) -> torch.Tensor:
-    lx = t if form == "log" else _log2_(t.float() if form == "u8" else t)
-    ly = _log2_(y.float().clamp_(min=_TINY_U8))
-    e = ly.mul_(b) if a == 0.0 else lx.mul_(a).add_(ly, alpha=b)  # a = 0: x^0 = 1, even at 0
-    return e.add_((a + b) * _LOG2_2_OVER_255 - 1.0 + _LOG2_255).clamp_(max=_LOG2_255)
-
-
-def _chain_to_uint8(t: torch.Tensor, form: str) -> torch.Tensor:
+def _chain_to_uint8(s: torch.Tensor, t: torch.Tensor, form: str, out: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """The chain's image as ``uint8`` (into ``out`` if given)."""
     if form == "u8":
-        return t
-    if form == "lin+half":  # already offset by 0.5: the cast truncates
-        return torch.from_numpy(t.numpy().astype(np.uint8)) if t.device.type == "cpu" else t.to(torch.uint8)
-    # Values are in [0, 255]: rounding half up needs no clip.
-    return round_to_uint8(_exp2_(t) if form == "log" else t, clip=False)
+        return t if out is None else out.copy_(t)
+    if form == "log":
+        _exp2_(s)
+    if form != "lin+half":  # values in [0, 255]: rounding half up needs no clip
+        s.add_(0.5)
+    if s.device.type != "cpu":
+        return s.to(torch.uint8) if out is None else out.copy_(s)
+    if out is None:
+        return torch.from_numpy(s.numpy().astype(np.uint8))
+    np.copyto(out.numpy(), s.numpy(), casting="unsafe")  # the cast truncates
+    return out
 
 
-def blend_chain(x: torch.Tensor, steps: Sequence[tuple[str, torch.Tensor, dict]]) -> torch.Tensor:
+def blend_chain(x: torch.Tensor, steps: Sequence[tuple[str, torch.Tensor, dict]], *,
+                out: torch.Tensor | None = None) -> torch.Tensor:
     """``clip(blend_k(... clip(blend_1(x, y_1)) ..., y_k))`` for one ``uint8`` image ``(C, H, W)``
     and ``uint8`` partners ``y_i``, with ``steps[i] = (kind, y_i, params)`` (see
-    :func:`sample_blend`), rounded to ``uint8`` once at the end.
+    :func:`sample_blend`), rounded to ``uint8`` once at the end (into ``out`` if given, a
+    ``uint8`` image of the same shape and memory format).
 
     The arithmetic and geometric means stay float from one step to the next, as in the reference
     code (PixMix's rounds, LayerMix's stages); pixel and element mixing select on the image
     rounded to ``uint8`` (selection commutes with rounding). Same values as chaining
     :func:`blend_one` with ``float_out=True`` and rounding at the end, up to float rounding.
-    Intermediate buffers are owned and updated in place.
+    Two float buffers serve the whole chain.
     """
     t, form = x, "u8"
+    s = scratch = None
     last = len(steps) - 1
     for k, (kind, y, p) in enumerate(steps):
         require_uint8(y, "blend partners")
-        if kind == "add":
-            if k == last:  # fold the rounding offset into the last mean
-                t, form = _chain_add(t, form, y, float(p["a"]), float(p["b"]), 0.5), "lin+half"
+        if kind in ("add", "multiply"):
+            if s is None:
+                s, scratch = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
+            a, b = float(p["a"]), float(p["b"])
+            if kind == "multiply":
+                _chain_multiply(s, t, form, y, scratch, a, b)
+                form = "log"
+            elif k == last:  # fold the rounding offset into the last mean
+                _chain_add(s, t, form, y, scratch, a, b, 0.5)
+                form = "lin+half"
             else:
-                t, form = _chain_add(t, form, y, float(p["a"]), float(p["b"])), "lin"
-        elif kind == "multiply":
-            t, form = _chain_multiply(t, form, y, float(p["a"]), float(p["b"])), "log"
+                _chain_add(s, t, form, y, scratch, a, b)
+                form = "lin"
         elif kind in ("pixel", "element"):
-            t, form = blend_one(kind, _chain_to_uint8(t, form), y, p), "u8"
+            t, form = blend_one(kind, _chain_to_uint8(s, t, form), y, p), "u8"
         else:
             raise ValueError(f"unknown blend {kind!r}; expected one of {BLENDS}")
-    out = _chain_to_uint8(t, form)
-    return out.clone() if out is x else out
+    result = _chain_to_uint8(s, t, form, out)
+    return result.clone() if result is x else result
 
 
 def random_mask(shape: Sequence[int], threshold: float, generator: torch.Generator,
