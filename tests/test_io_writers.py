@@ -56,7 +56,11 @@ def test_parquet_output_is_a_hugging_face_dataset_with_provenance(tmp_path):
     assert out.column_names == list(OUTPUT_COLUMNS) and out.num_rows == 7
     q = pq.read_table(tmp_path / "out" / "_quarantine")
     assert q.column_names == list(QUARANTINE_COLUMNS)
-    assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit", "reason": "model-error"}]
+    assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit",
+                              "reason": "model-error", "source_key": "img.6", "replica": 0}]
+    # One replica of one input failed: the other replicas of every input are written.
+    assert summary.quarantined_replicas == 1 and summary.reconcile(rows_in=8, replicas=1)
+    assert not summary.reconcile(rows_in=9, replicas=1)
 
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train",
@@ -149,3 +153,14 @@ def test_killed_write_leaves_whole_files_only_and_rerun_completes(tmp_path):
     summary = write_table(table, spec(tmp_path))
     assert (summary.written, summary.already_written) == (6, 3)
     assert sorted(pq.read_table(tmp_path / "out").column("key").to_pylist()) == sorted(table.column("key").to_pylist())
+
+
+def test_reconcile_counts_whole_rows_and_single_replicas():
+    from raymix.io.writers import WriteSummary
+
+    # 3 inputs x 2 replicas: one input failed at decode (whole row), one replica failed at edit.
+    summary = WriteSummary(written=3, quarantined=2, quarantined_replicas=1)
+    assert summary.reconcile(rows_in=3, replicas=2)
+    assert not summary.reconcile(rows_in=4, replicas=2)
+    # Counting the replica-level failure as a whole row would not add up.
+    assert not WriteSummary(written=3, quarantined=2, quarantined_replicas=0).reconcile(rows_in=3, replicas=2)

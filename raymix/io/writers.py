@@ -4,7 +4,7 @@ tars, with a quarantine table beside them.
 Output layout (``OUT`` is the output URI)::
 
     OUT/{stem}-{digest}.parquet        rows of one input shard   (or .tar for WebDataset)
-    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason}
+    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason, source_key, replica}
     OUT/classes.json                   {"names": [...], "descriptions": [...]} when given
 
 ``stem`` comes from the row's ``source`` (the input shard: ``train-00003-of-00294`` for
@@ -61,6 +61,7 @@ from raymix.io.schema import (
     SOURCE,
     SOURCE_KEY,
     STAGE,
+    WHOLE_ROW,
 )
 
 __all__ = [
@@ -138,6 +139,9 @@ class WriteSummary:
     files: list[str] = field(default_factory=list)
     quarantine_files: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    #: Of the quarantined rows, those that stand for one replica (the others, a whole input row).
+    quarantined_replicas: int = 0
+    already_quarantined_replicas: int = 0
 
     @property
     def rows_seen(self) -> int:
@@ -152,17 +156,25 @@ class WriteSummary:
         self.files += other.files
         self.quarantine_files += other.quarantine_files
         self.reasons = dict(Counter(self.reasons) + Counter(other.reasons))
+        self.quarantined_replicas += other.quarantined_replicas
+        self.already_quarantined_replicas += other.already_quarantined_replicas
         return self
 
     def reconcile(self, rows_in: int | None = None, replicas: int = 1) -> bool:
-        """Whether every input row is accounted for: ``rows_in == (written +
-        already_written) / replicas + quarantined + already_quarantined``. Without
-        ``rows_in`` the check is against the rows the writer saw."""
+        """Whether every input row is accounted for: each of its ``replicas`` outputs is
+        written, or quarantined on its own, or the whole row is quarantined::
+
+            rows_in * replicas == written + replica-level quarantined
+                                  + whole-row quarantined * replicas
+
+        (``already_*`` counts included). Without ``rows_in`` the check is against the
+        rows the writer saw."""
         good = self.written + self.already_written
         bad = self.quarantined + self.already_quarantined
         if rows_in is None:
             return good + bad == self.rows_seen
-        return good == (rows_in - bad) * replicas
+        replica_bad = self.quarantined_replicas + self.already_quarantined_replicas
+        return good + replica_bad == (rows_in - (bad - replica_bad)) * replicas
 
     def report(self, rows_in: int | None = None, replicas: int = 1) -> str:
         lines = [
@@ -278,9 +290,11 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
     bad = bad | failed | empty | no_key
 
     sources = _column(table, SOURCE, "", pa.string())
+    source_keys = _column(table, SOURCE_KEY, None, pa.string()) if SOURCE_KEY in table.column_names else keys
     mask = pa.array(bad)
     quarantine = pa.Table.from_arrays(
-        [keys.filter(mask), sources.filter(mask), pa.array(stage[bad], pa.string()), pa.array(reason[bad], pa.string())],
+        [keys.filter(mask), sources.filter(mask), pa.array(stage[bad], pa.string()), pa.array(reason[bad], pa.string()),
+         source_keys.filter(mask), _column(table, REPLICA, WHOLE_ROW, pa.int32()).filter(mask)],
         schema=QUARANTINE_SCHEMA,
     )
     good = pa.array(~bad)
@@ -295,7 +309,7 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
         LABEL: _column(table, LABEL, -1, pa.int64()).filter(good),
         CLASS_NAME: _column(table, CLASS_NAME, "", pa.string()).filter(good),
         KEY: good_keys,
-        SOURCE_KEY: (_column(table, SOURCE_KEY, None, pa.string()) if SOURCE_KEY in table.column_names else keys).filter(good),
+        SOURCE_KEY: source_keys.filter(good),
         METHOD: _column(table, METHOD, "", pa.string()).filter(good),
         REPLICA: _column(table, REPLICA, 0, pa.int32()).filter(good),
         PARAMS: _column(table, PARAMS, "{}", pa.string()).filter(good),
@@ -392,13 +406,14 @@ def _part_keys(fs, path: str, ext: str) -> set[str]:
     return keys
 
 
-def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise) -> tuple[int, int, list[str]]:
-    """Write ``table`` as one file per source into ``folder``; returns (written,
-    already there, files)."""
+def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise
+                  ) -> tuple[list[pa.Table], list[pa.Table], list[str]]:
+    """Write ``table`` as one file per source into ``folder``; returns (the rows written,
+    the rows found already committed, files)."""
     if table.num_rows == 0:
-        return 0, 0, []
+        return [], [], []
     existing = _Existing(spec.fs, folder, ext)
-    written = already = 0
+    written, already = [], []
     files = []
     sources = table.column(SOURCE)
     for source in pc.unique(sources).to_pylist():
@@ -407,16 +422,25 @@ def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, seri
         done = existing.keys_for(stem)
         if done:
             keep = pc.invert(pc.is_in(group.column(KEY), value_set=pa.array(sorted(done), pa.string())))
-            already += group.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            already.append(group.filter(pc.invert(keep)))
             group = group.filter(keep)
         if group.num_rows == 0:
             continue
         name = f"{stem}-{_digest(group.column(KEY).to_pylist())}.{ext}"
         path = posixpath.join(folder, name)
         storage.atomic_write(spec.fs, path, serialise(group))
-        written += group.num_rows
+        written.append(group)
         files.append(storage.uri_of(spec.fs, path))
     return written, already, files
+
+
+def _rows(tables: list[pa.Table]) -> int:
+    return sum(t.num_rows for t in tables)
+
+
+def _replica_rows(tables: list[pa.Table]) -> int:
+    """Quarantine rows that stand for one replica, not a whole input row."""
+    return sum(pc.sum(pc.greater(t.column(REPLICA), WHOLE_ROW).cast(pa.int64())).as_py() or 0 for t in tables)
 
 
 def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
@@ -427,11 +451,12 @@ def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
     qwritten, qalready, qfiles = _write_groups(
         spec, quarantine, spec.quarantine_root, "parquet", _quarantine_bytes
     )
+    reasons = dict(Counter(r for t in qwritten for r in t.column(REASON).to_pylist()))
     if qwritten:
-        log.warning("quarantined %d rows: %s", qwritten, dict(Counter(quarantine.column(REASON).to_pylist())))
-    reasons = dict(Counter(quarantine.column(REASON).to_pylist())) if qwritten else {}
+        log.warning("quarantined %d rows: %s", _rows(qwritten), reasons)
     return WriteSummary(
-        spec.uri, spec.format, written, qwritten, already, qalready, files, qfiles, reasons
+        spec.uri, spec.format, _rows(written), _rows(qwritten), _rows(already), _rows(qalready), files, qfiles,
+        reasons, _replica_rows(qwritten), _replica_rows(qalready),
     )
 
 
