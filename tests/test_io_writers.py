@@ -164,3 +164,48 @@ def test_reconcile_counts_whole_rows_and_single_replicas():
     assert not summary.reconcile(rows_in=4, replicas=2)
     # Counting the replica-level failure as a whole row would not add up.
     assert not WriteSummary(written=3, quarantined=2, quarantined_replicas=0).reconcile(rows_in=3, replicas=2)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_extra_image_columns_are_kept(tmp_path, fmt):
+    table = rows(3)
+    extra = encode_jpeg(np.full((8, 8, 3), 30, np.uint8))
+    table = table.append_column("generated", pa.array([extra] * 3, pa.binary()))
+    summary = write_table(table, _output_spec(str(tmp_path / "out"), fmt, None, None, 95, ("generated",)))
+    assert summary.written == 3
+    path = summary.files[0]
+    if fmt == "parquet":
+        out = pq.read_table(path)
+        assert out.column("generated").to_pylist()[0] == {"bytes": extra, "path": "img.0/diffusemix/0.generated.jpg"}
+        assert b"generated" in out.schema.metadata[b"huggingface"]
+    else:
+        import tarfile
+
+        from raymix.io import wds
+
+        with tarfile.open(path) as tar:
+            members = {wds.split_member(n) for n in tar.getnames()}
+        assert ("img.0/diffusemix/0", "generated.jpg") in members and ("img.0/diffusemix/0", "jpg") in members
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_completed_sources_need_every_replica(tmp_path, fmt):
+    from raymix.io.writers import completed_sources
+
+    out = str(tmp_path / "out")
+    img = encode_jpeg(np.full((8, 8, 3), 100, np.uint8))
+    # a: both replicas written; b: one written, one quarantined; c: one of two written; d: whole row failed.
+    table = pa.table({
+        "image": [img, img, img, b"", img, b""],
+        "label": [0] * 6,
+        "key": ["a/m/0", "a/m/1", "b/m/0", "b/m/1", "c/m/0", "d"],
+        "source_key": ["a", "a", "b", "b", "c", "d"],
+        "replica": [0, 1, 0, 1, 0, -1],
+        "source": ["s"] * 6,
+        "stage": ["", "", "", "edit", "", "decode"],
+        "reason": ["", "", "", "blank-output", "", "truncated"],
+    })
+    summary = write_table(table, _output_spec(out, fmt, None, None, 95))
+    assert not summary.reconcile(rows_in=4, replicas=2)  # c has one replica missing
+    assert completed_sources(out, 2, format=fmt) == {"a", "b", "d"}
+    assert completed_sources(out, 1, format=fmt) == {"a", "b", "c", "d"}
