@@ -37,7 +37,7 @@ class DiffuseMixJob:
     """
 
     input: str
-    output: str
+    output: str = ""  # not needed by stream()
     replicas: int = 1
     seed: int = 0
     limit: int | None = None
@@ -114,6 +114,14 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
         num_cpus=1,
     )
     return stages.encode(ds)
+
+
+def stream(job: DiffuseMixJob) -> ray.data.Dataset:
+    """The augmented rows as a lazy Dataset (JPEG ``image``, ``label``, provenance), e.g. to
+    feed :func:`raymix.train.fit` without writing shards. Ray re-executes it every time it
+    is iterated, so each training epoch edits again: chain only small runs this way."""
+    return build(job, stages.read_input(job.input, None, replicas=job.replicas, limit=job.limit,
+                                        storage_options=job.storage_options))
 
 
 def run(job: DiffuseMixJob) -> stages.JobResult:

@@ -27,7 +27,7 @@ class MixJob:
 
     method: str
     input: str
-    output: str
+    output: str = ""  # not needed by stream()
     replicas: int = 1
     seed: int = 0
     limit: int | None = None
@@ -55,6 +55,13 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
         num_cpus=1,
     )
     return stages.encode(ds)
+
+
+def stream(job: MixJob) -> ray.data.Dataset:
+    """The augmented rows as a lazy Dataset, e.g. to feed :func:`raymix.train.fit`
+    without writing shards (the draws are the same every time it is iterated)."""
+    return build(job, stages.read_input(job.input, None, replicas=job.replicas, limit=job.limit,
+                                        storage_options=job.storage_options))
 
 
 def run(job: MixJob) -> stages.JobResult:

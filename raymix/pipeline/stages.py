@@ -66,7 +66,7 @@ class JobInput:
 
 def read_input(
     uri: str,
-    output_uri: str,
+    output_uri: str | None,
     *,
     replicas: int,
     limit: int | None = None,
@@ -74,9 +74,10 @@ def read_input(
     storage_options: dict | None = None,
 ) -> JobInput:
     """Plan the read of ``uri`` and open it as a Dataset, leaving out the sources a
-    previous run already finished under ``output_uri`` (so a rerun resumes)."""
+    previous run already finished under ``output_uri`` (so a rerun resumes; ``None`` when
+    the rows stream on instead of being written)."""
     plan = plan_read(uri, storage_options=storage_options)
-    done = completed_sources(output_uri, replicas, format=format, storage_options=storage_options)
+    done = completed_sources(output_uri, replicas, format=format, storage_options=storage_options) if output_uri else set()
     if done:
         print(f"resuming: {len(done)} input rows already finished in {output_uri}", flush=True)
     counter = RowCounter.remote()
