@@ -299,7 +299,7 @@ def format_plan(plan: Plan) -> str:
     """The plan as the text ``raymix plan`` prints."""
     p = plan.input
     gpu_method = p.method in GPU_METHODS
-    lines = [f"{p.method}: {p.images:,} images x {p.replicas} replicas = {plan.outputs:,} outputs at "
+    lines = [f"{p.method}: {p.images:,} images x {p.replicas} replica{'s' * (p.replicas != 1)} = {plan.outputs:,} outputs at "
              f"{p.resolution}x{p.resolution}" + (f", {p.steps} steps" if gpu_method else "")]
     if gpu_method:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.tflop_per_output.items())
