@@ -16,7 +16,6 @@ settings and device).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -29,6 +28,7 @@ from raymix.preview import Tile
 
 __all__ = [
     "PREVIEW_METHODS",
+    "PreviewError",
     "Original",
     "Section",
     "DiffuseMixSample",
@@ -42,8 +42,6 @@ __all__ = [
     "method_section",
     "describe_ops",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Methods in the order ``--method all`` shows them.
 PREVIEW_METHODS = ("pixmix", "ipmix", "layermix", "augmix", "diffusemix", "miamix")
@@ -378,10 +376,11 @@ def _layermix_caption(p: dict) -> str:
 _CAPTIONS = {"pixmix": _pixmix_caption, "ipmix": _ipmix_caption, "layermix": _layermix_caption}
 
 
-def _short_prompt(sample: DiffuseMixSample) -> str:
-    edit = sample.params.get("edit") or {}
-    return sample.prompt.removeprefix("A transformed version of image into ") if not edit else (
-        edit.get("prompt", sample.prompt).removeprefix("A transformed version of image into "))
+def _short_prompt(sample: DiffuseMixSample, editor) -> str:
+    """The library entry the edit used (``sunset``), else the full prompt."""
+    index = (sample.params.get("edit") or {}).get("prompt_index")
+    library = getattr(editor, "library", None)
+    return library.prompts[index] if index is not None and library is not None else sample.prompt
 
 
 # ---------------------------------------------------------------------------------------- sections
@@ -443,7 +442,7 @@ def _miamix_section(originals, samples, *, seed, captions) -> Section:
         for draw, s in enumerate(row):
             partner = originals[s.partner]
             if s.self_mix:  # with an augmented copy of itself (MiAMix Sec. 3.2.1)
-                weights = f"self-mix: 1.00 {o.class_name}"
+                weights = f"self-mix {s.lam:.2f} + {1 - s.lam:.2f} augmented copy: 1.00 {o.class_name}"
             elif s.partner == i:  # the batch permutation left it in place: mixed with itself, unchanged
                 weights = f"paired with itself: 1.00 {o.class_name}"
             else:
@@ -471,8 +470,8 @@ def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions)
                 continue
             lam = s.params.get("lambda", 0.2)
             if captions:
-                texts = [f"input {o.key}\n{o.title}", f"generated r{r}\nprompt: {_short_prompt(s)}",
-                         f"mask: {s.params['mask']} half\nkeeps the original", "hybrid",
+                texts = [f"input {o.key}\n{o.title}", f"generated r{r}\nprompt: {_short_prompt(s, editor)}",
+                         f"mask: {s.params['mask']} half\nwhite keeps the original", "hybrid",
                          f"fractal\n{s.params['fractal']}", f"final\nlambda {_number(lam)}"]
             else:
                 texts = [f"input {o.key}", f"generated r{r}", "mask", "hybrid", "fractal", "final"]

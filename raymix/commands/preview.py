@@ -59,13 +59,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import io
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _preview(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _preview(args: argparse.Namespace) -> int:
     import json
 
-    from PIL import Image, PngImagePlugin
-
     from raymix.io.storage import atomic_write, filesystem
-    from raymix.preview import contact_sheet, sheet_layout
+    from raymix.preview import contact_sheet, encode_sheet, sheet_layout
     from raymix.preview_methods import (
         PREVIEW_METHODS,
         PreviewError,
@@ -75,11 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     start = time.perf_counter()
-    import torch
-
-    torch.set_num_threads(args.threads)
     methods = PREVIEW_METHODS if args.method == "all" else (args.method,)
-    out_format = "JPEG" if args.out.lower().endswith((".jpg", ".jpeg")) else "PNG"
     try:
         originals, skipped = read_originals(args.input, args.n, size=args.size, layout=args.layout)
     except (OSError, ValueError) as err:
@@ -118,23 +122,13 @@ def run(args: argparse.Namespace) -> int:
             "samples": args.samples, "fractals": args.fractals, "keys": [o.key for o in originals],
             "editor": editor_name if editor is not None else None, "rows": len(rows), "columns": layout.columns,
             "tile": args.tile, "boxes": layout.boxes}
-    buf = io.BytesIO()
-    if out_format == "PNG":
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Software", "raymix preview")
-        info.add_text("Description", f"{title}. {note}".strip())
-        info.add_text("raymix:preview", json.dumps(meta))
-        image = sheet
-        if args.palette:  # Floyd-Steinberg dithering: no false edges where smooth gradients band
-            palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, kmeans=4)
-            image = sheet.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
-        image.save(buf, format="PNG", optimize=True, pnginfo=info)
-    else:
-        sheet.save(buf, format="JPEG", quality=90)
+    text = {"Software": "raymix preview", "Description": f"{title}. {note}".strip(), "raymix:preview": json.dumps(meta)}
+    data = encode_sheet(sheet, "JPEG" if args.out.lower().endswith((".jpg", ".jpeg")) else "PNG",
+                        palette=args.palette, text=text)
     fs, path = filesystem(args.out)
-    atomic_write(fs, path, buf.getvalue())
+    atomic_write(fs, path, data)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.out}: {what}, {len(originals)} originals x {args.samples} samples, "
           f"{len(rows)} rows x {layout.columns} columns, {sheet.width}x{sheet.height} px, "
-          f"{len(buf.getvalue()) / 1024:.0f} KiB ({elapsed:.1f} s)")
+          f"{len(data) / 1024:.0f} KiB ({elapsed:.1f} s)")
     return 0
