@@ -1,8 +1,8 @@
 """Contact sheets: rows of captioned image tiles drawn into one PIL image.
 
 :func:`contact_sheet` is a pure function: it takes rows of :class:`Tile` (an image and a
-caption) and returns the sheet; :func:`sheet_layout` says where everything goes, so a caller
-(or a test) can find each tile in the picture. Used by ``raymix preview``
+caption) and returns the sheet. It is :func:`sheet_layout`, which says where everything goes
+(so a caller or a test can find each tile in the picture), then :func:`draw_sheet`. Used by ``raymix preview``
 (:mod:`raymix.preview_methods` builds the rows).
 
 The sheet, top to bottom: a title line, note lines (e.g. which editor made the edits), then
@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-__all__ = ["PAD", "Tile", "SheetLayout", "sheet_layout", "contact_sheet", "encode_sheet", "wrap_text"]
+__all__ = ["PAD", "Tile", "SheetLayout", "sheet_layout", "draw_sheet", "contact_sheet", "encode_sheet", "wrap_text"]
 
 PAD = 8  # pixels around and between tiles
 FONT_SIZE = 11
@@ -51,14 +51,14 @@ class Tile:
 @dataclass(frozen=True)
 class SheetLayout:
     """Where things go on a sheet: its ``size`` (width, height), the top-left corner of each
-    tile (``boxes[row][column]``), the wrapped caption lines of each tile, and the y of each
-    row's heading band (``None`` where a row has none)."""
+    tile (``boxes[row][column]``), the wrapped caption lines of each tile, and each row's
+    heading as ``(y, text)`` (``None`` where a row has none)."""
 
     size: tuple[int, int]
     tile: int
     boxes: list[list[tuple[int, int]]]
     captions: list[list[list[str]]]
-    headings: list[int | None]
+    headings: list[tuple[int, str] | None]
     title: list[str] = field(default_factory=list)
     note: list[str] = field(default_factory=list)
 
@@ -119,8 +119,10 @@ def sheet_layout(
     headings: Mapping[int, str] | None = None,
     max_caption_lines: int = MAX_CAPTION_LINES,
 ) -> SheetLayout:
-    """The geometry of :func:`contact_sheet` for the same arguments.
+    """Where each part of a sheet of ``rows`` goes.
 
+    ``title`` is drawn on top, ``note`` under it (in red: caveats a reader must not miss),
+    ``headings`` maps a row index to a heading drawn above that row (sections of a sheet).
     The width is ``PAD + columns * (tile + PAD)``; a row is as tall as its tile plus its
     longest caption (wrapped, at most ``max_caption_lines`` lines).
     """
@@ -144,7 +146,7 @@ def sheet_layout(
     boxes, captions, heading_ys = [], [], []
     for r, row in enumerate(rows):
         if r in headings:
-            heading_ys.append(y)
+            heading_ys.append((y, headings[r]))
             y += heading_h + PAD // 2
         else:
             heading_ys.append(None)
@@ -180,24 +182,13 @@ def _fit(image: Image.Image, tile: int) -> Image.Image:
     return image.resize(size, resample)
 
 
-def contact_sheet(
-    rows: Sequence[Sequence[Tile | None]],
-    *,
-    tile: int = 160,
-    title: str = "",
-    note: str = "",
-    headings: Mapping[int, str] | None = None,
-    max_caption_lines: int = MAX_CAPTION_LINES,
-) -> Image.Image:
-    """Draw ``rows`` of tiles (``None``: an empty grey tile) into one RGB image.
+def draw_sheet(rows: Sequence[Sequence[Tile | None]], layout: SheetLayout) -> Image.Image:
+    """Draw ``rows`` of tiles (``None``: an empty grey tile) where ``layout`` puts them.
 
-    ``title`` is drawn on top, ``note`` under it (in red: caveats a reader must not miss),
-    ``headings`` maps a row index to a heading drawn above that row (sections of a sheet).
-    Images are scaled to fit a ``tile x tile`` square (enlarged with nearest-neighbour, so
-    small images stay crisp; reduced with Lanczos). See :func:`sheet_layout` for the geometry.
+    Images are scaled to fit their ``tile x tile`` square (enlarged with nearest-neighbour, so
+    small images stay crisp; reduced with Lanczos) and centred in it.
     """
-    layout = sheet_layout(rows, tile=tile, title=title, note=note, headings=headings,
-                          max_caption_lines=max_caption_lines)
+    tile = layout.tile
     sheet = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font, title_font, heading_font = _font(FONT_SIZE), _font(TITLE_SIZE), _font(HEADING_SIZE)
@@ -211,10 +202,10 @@ def contact_sheet(
         draw.text((PAD, y), line, fill=NOTE, font=font)
         y += line_h
 
-    headings = dict(headings or {})
     for r, row in enumerate(rows):
         if layout.headings[r] is not None:
-            draw.text((PAD, layout.headings[r]), headings[r], fill=HEADING, font=heading_font)
+            hy, text = layout.headings[r]
+            draw.text((PAD, hy), text, fill=HEADING, font=heading_font)
         for c, item in enumerate(row):
             x, ty = layout.boxes[r][c]
             if item is None or item.image is None:
@@ -225,6 +216,12 @@ def contact_sheet(
             for k, line in enumerate(layout.captions[r][c]):
                 draw.text((x, ty + tile + 2 + k * line_h), line, fill=TEXT, font=font)
     return sheet
+
+
+def contact_sheet(rows: Sequence[Sequence[Tile | None]], **options) -> Image.Image:
+    """Draw ``rows`` of tiles into one RGB image; ``options`` (``tile``, ``title``, ``note``,
+    ``headings``, ``max_caption_lines``) as :func:`sheet_layout`."""
+    return draw_sheet(rows, sheet_layout(rows, **options))
 
 
 def encode_sheet(sheet: Image.Image, format: str = "PNG", *, palette: bool = False,

@@ -73,7 +73,7 @@ def _preview(args: argparse.Namespace) -> int:
     import json
 
     from raymix.io.storage import atomic_write, filesystem
-    from raymix.preview import contact_sheet, encode_sheet, sheet_layout
+    from raymix.preview import draw_sheet, encode_sheet, sheet_layout
     from raymix.preview_methods import (
         PREVIEW_METHODS,
         PreviewError,
@@ -115,9 +115,8 @@ def _preview(args: argparse.Namespace) -> int:
     if any(section.uses_fractals for section in sections):
         title += f", fractals {args.fractals}"
     note = " ".join(notes)
-    sheet = contact_sheet(rows, tile=args.tile, title=title, note=note, headings=headings)
-
     layout = sheet_layout(rows, tile=args.tile, title=title, note=note, headings=headings)
+    sheet = draw_sheet(rows, layout)
     meta = {"method": args.method, "input": args.input, "seed": args.seed, "size": args.size,
             "samples": args.samples, "fractals": args.fractals, "keys": [o.key for o in originals],
             "editor": editor_name if editor is not None else None, "rows": len(rows), "columns": layout.columns,
