@@ -443,8 +443,6 @@ def _miamix_section(originals, samples, *, seed, captions) -> Section:
             partner = originals[s.partner]
             if s.self_mix:  # with an augmented copy of itself (MiAMix Sec. 3.2.1)
                 weights = f"self-mix {s.lam:.2f} + {1 - s.lam:.2f} augmented copy: 1.00 {o.class_name}"
-            elif s.partner == i:  # the batch permutation left it in place: mixed with itself, unchanged
-                weights = f"paired with itself: 1.00 {o.class_name}"
             else:
                 weights = f"{s.lam:.2f} {o.class_name} + {1 - s.lam:.2f} {partner.class_name}"
             text = f"batch {draw}: {weights}"
