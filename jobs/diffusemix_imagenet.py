@@ -9,12 +9,10 @@ Runs the same way standalone (a local Ray instance). See docs/diffusemix.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from raymix.pipeline import diffusemix
-from raymix.pipeline.options import add_common_arguments, setup_logging
-from raymix.pipeline.runtime import init_ray
+from raymix.pipeline.options import add_common_arguments, common_fields, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,26 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="the authors' code: 2 masks with a 20-pixel seam instead of the paper's 4 binary masks")
     mix.add_argument("--mix-actors", type=int, default=2, help="max mixing actors")
     mix.add_argument("--keep-intermediates", action="store_true", help="also store the generated and hybrid images")
-    parser.add_argument("--json", action="store_true", help="print the final counts as one JSON line too")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    init_ray(args.address)
     job = diffusemix.DiffuseMixJob(
-        input=args.input, output=args.output, replicas=args.replicas, seed=args.seed, limit=args.limit,
-        format=args.format, editor=args.editor, preset=args.preset, prompts=args.prompts, steps=args.steps,
+        **common_fields(args), editor=args.editor, preset=args.preset, prompts=args.prompts, steps=args.steps,
         resolution=args.resolution, dtype=args.dtype, gpus_per_actor=args.gpus_per_actor,
         edit_batch_size=args.edit_batch_size, edit_actors=args.edit_actors, fractals=args.fractals, lam=args.lam,
         public_code_masks=args.public_code_masks, mix_actors=args.mix_actors,
-        keep_intermediates=args.keep_intermediates, storage_options=args.storage_options,
+        keep_intermediates=args.keep_intermediates,
     )
-    result = diffusemix.run(job)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    return 0 if result.reconciled else 1
+    return run_job(args, lambda: diffusemix.run(job))
 
 
 if __name__ == "__main__":

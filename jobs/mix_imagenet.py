@@ -13,8 +13,7 @@ import json
 import sys
 
 from raymix.pipeline import mix
-from raymix.pipeline.options import add_common_arguments, setup_logging
-from raymix.pipeline.runtime import init_ray
+from raymix.pipeline.options import add_common_arguments, common_fields, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,23 +27,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="method constructor options, e.g. '{\"preset\": \"cifar\"}' or '{\"magnitude\": 3}'")
     group.add_argument("--actors", type=int, default=None, help="max mixing actors (default: cluster CPUs - 1)")
     group.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--json", action="store_true", help="print the final counts as one JSON line too")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    init_ray(args.address)
     job = mix.MixJob(
-        method=args.method, input=args.input, output=args.output, replicas=args.replicas, seed=args.seed,
-        limit=args.limit, format=args.format, size=args.size, fractals=args.fractals, method_options=args.options,
-        actors=args.actors, batch_size=args.batch_size, storage_options=args.storage_options,
+        **common_fields(args), method=args.method, size=args.size, fractals=args.fractals,
+        method_options=args.options, actors=args.actors, batch_size=args.batch_size,
     )
-    result = mix.run(job)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    return 0 if result.reconciled else 1
+    return run_job(args, lambda: mix.run(job))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from raymix.pipeline import stages
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class DiffuseMixJob:
+@dataclass(kw_only=True)
+class DiffuseMixJob(stages.JobSpec):
     """Settings of one DiffuseMix run; ``None`` means the editor preset's value.
 
     Defaults follow the paper (preset ``"paper"``, see :mod:`raymix.models.editor`; mixing
@@ -36,12 +36,6 @@ class DiffuseMixJob:
     lambda = 0.20). ``replicas`` is Algorithm 1's ``m``.
     """
 
-    input: str
-    output: str = ""  # not needed by stream()
-    replicas: int = 1
-    seed: int = 0
-    limit: int | None = None
-    format: str = "parquet"
     # editing (GPU)
     editor: str = DEFAULT_MODEL
     preset: str = "paper"
@@ -59,7 +53,6 @@ class DiffuseMixJob:
     public_code_masks: bool = False
     mix_actors: int = 2
     keep_intermediates: bool = False
-    storage_options: dict | None = None
 
     def settings(self):
         """The editor settings this job runs with (resolution, steps, prompts, ...)."""
@@ -120,17 +113,11 @@ def stream(job: DiffuseMixJob) -> ray.data.Dataset:
     """The augmented rows as a lazy Dataset (JPEG ``image``, ``label``, provenance), e.g. to
     feed :func:`raymix.train.fit` without writing shards. Ray re-executes it every time it
     is iterated, so each training epoch edits again: chain only small runs this way."""
-    return build(job, stages.read_input(job.input, None, replicas=job.replicas, limit=job.limit,
-                                        storage_options=job.storage_options))
+    return build(job, stages.read_input(job, resume=False))
 
 
 def run(job: DiffuseMixJob) -> stages.JobResult:
     """Run the job end to end on the connected Ray cluster; prints progress and the counts."""
-    if job.replicas < 1:
-        raise ValueError("replicas must be >= 1")
-    job_input = stages.read_input(job.input, job.output, replicas=job.replicas, limit=job.limit,
-                                  format=job.format, storage_options=job.storage_options)
-    ds = build(job, job_input)
+    job_input = stages.read_input(job)
     extra = ("generated", "hybrid") if job.keep_intermediates else ()
-    return stages.finish(ds, job_input, job.output, replicas=job.replicas, format=job.format,
-                         storage_options=job.storage_options, extra_images=extra)
+    return stages.finish(build(job, job_input), job, job_input, extra_images=extra)

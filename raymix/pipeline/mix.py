@@ -21,23 +21,16 @@ from raymix.pipeline import stages
 MIX_METHODS = ("pixmix", "ipmix", "layermix")
 
 
-@dataclass
-class MixJob:
+@dataclass(kw_only=True)
+class MixJob(stages.JobSpec):
     """Settings of one run; method defaults are the papers' (``docs/methods.md``)."""
 
     method: str
-    input: str
-    output: str = ""  # not needed by stream()
-    replicas: int = 1
-    seed: int = 0
-    limit: int | None = None
-    format: str = "parquet"
     size: int = 224
     fractals: str | None = None
     method_options: dict = field(default_factory=dict)
     actors: int | None = None
     batch_size: int = 32
-    storage_options: dict | None = None
 
 
 def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
@@ -60,13 +53,10 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
 def stream(job: MixJob) -> ray.data.Dataset:
     """The augmented rows as a lazy Dataset, e.g. to feed :func:`raymix.train.fit`
     without writing shards (the draws are the same every time it is iterated)."""
-    return build(job, stages.read_input(job.input, None, replicas=job.replicas, limit=job.limit,
-                                        storage_options=job.storage_options))
+    return build(job, stages.read_input(job, resume=False))
 
 
 def run(job: MixJob) -> stages.JobResult:
     """Run the job on the connected Ray cluster; prints progress and the counts."""
-    job_input = stages.read_input(job.input, job.output, replicas=job.replicas, limit=job.limit,
-                                  format=job.format, storage_options=job.storage_options)
-    return stages.finish(build(job, job_input), job_input, job.output, replicas=job.replicas, format=job.format,
-                         storage_options=job.storage_options)
+    job_input = stages.read_input(job)
+    return stages.finish(build(job, job_input), job, job_input)

@@ -21,12 +21,31 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, replicas: int = 1) 
     io.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
                     help="fsspec options for object storage, e.g. '{\"endpoint_url\": \"http://minio:9000\"}' "
                     "(default: from the AWS_* environment or RAYMIX_STORAGE_OPTIONS)")
+    io.add_argument("--json", action="store_true", help="print the final counts as one JSON line too")
     ray_group = parser.add_argument_group("ray")
     ray_group.add_argument("--address", default=None,
                            help="Ray cluster address (default: RAY_ADDRESS, as set by `ray job submit`; "
                            "else a local Ray instance)")
 
 
-def setup_logging() -> None:
+#: JobSpec fields set by the flags of add_common_arguments.
+COMMON_FIELDS = ("input", "output", "replicas", "seed", "limit", "format", "storage_options")
+
+
+def common_fields(args: argparse.Namespace) -> dict:
+    """The ``JobSpec`` settings given by :func:`add_common_arguments`' flags."""
+    return {name: getattr(args, name) for name in COMMON_FIELDS}
+
+
+def run_job(args: argparse.Namespace, run) -> int:
+    """Log, connect to Ray (``--address`` / ``RAY_ADDRESS`` / local), run ``run()`` (a
+    job returning a ``JobResult``) and exit 0 only when the counts reconcile."""
+    from raymix.pipeline.runtime import init_ray
+
     logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_ray(args.address)
+    result = run()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    return 0 if result.reconciled else 1

@@ -50,6 +50,20 @@ def count_rows(batch: dict, *, counter) -> dict:
     return batch
 
 
+@dataclass(kw_only=True)
+class JobSpec:
+    """Settings every offline augmentation job has (the flags of
+    :func:`raymix.pipeline.options.add_common_arguments`)."""
+
+    input: str
+    output: str = ""  # not needed to stream() the rows instead of writing them
+    replicas: int = 1
+    seed: int = 0
+    limit: int | None = None
+    format: str = "parquet"
+    storage_options: dict | None = None
+
+
 @dataclass
 class JobInput:
     """The Dataset of rows to process, and what is known about it."""
@@ -64,24 +78,18 @@ class JobInput:
         return int(ray.get(self.counter.total.remote()))
 
 
-def read_input(
-    uri: str,
-    output_uri: str | None,
-    *,
-    replicas: int,
-    limit: int | None = None,
-    format: str = "parquet",
-    storage_options: dict | None = None,
-) -> JobInput:
-    """Plan the read of ``uri`` and open it as a Dataset, leaving out the sources a
-    previous run already finished under ``output_uri`` (so a rerun resumes; ``None`` when
-    the rows stream on instead of being written)."""
-    plan = plan_read(uri, storage_options=storage_options)
-    done = completed_sources(output_uri, replicas, format=format, storage_options=storage_options) if output_uri else set()
+def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
+    """Plan the read of ``job.input`` and open it as a Dataset. With ``resume``, leave out
+    the sources a previous run already finished under ``job.output`` (so a rerun resumes);
+    without, every row is read (the rows stream on instead of being written)."""
+    plan = plan_read(job.input, storage_options=job.storage_options)
+    done = set()
+    if resume:
+        done = completed_sources(job.output, job.replicas, format=job.format, storage_options=job.storage_options)
     if done:
-        print(f"resuming: {len(done)} input rows already finished in {output_uri}", flush=True)
+        print(f"resuming: {len(done)} input rows already finished in {job.output}", flush=True)
     counter = RowCounter.remote()
-    ds = plan.dataset(limit=limit, skip_keys=done or None)
+    ds = plan.dataset(limit=job.limit, skip_keys=done or None)
     ds = ds.map_batches(count_rows, fn_kwargs={"counter": counter}, batch_format="numpy", batch_size=None)
     return JobInput(ds, plan, counter, skipped=len(done))
 
@@ -152,22 +160,18 @@ class JobResult:
                 "seconds": self.seconds, "skipped": self.skipped, "reconciled": self.reconciled}
 
 
-def finish(
-    ds: ray.data.Dataset,
-    job_input: JobInput,
-    output_uri: str,
-    *,
-    replicas: int,
-    format: str = "parquet",
-    storage_options: dict | None = None,
-    extra_images: Sequence[str] = (),
-) -> JobResult:
-    """Write the rows, then count what was read and report (printed)."""
+def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_images: Sequence[str] = ()
+           ) -> JobResult:
+    """Write the rows to ``job.output``, then count what was read and report (printed)."""
+    if not job.output:
+        raise ValueError("the job has no output URI")
+    if job.replicas < 1:
+        raise ValueError("replicas must be >= 1")
     plan = job_input.plan
-    summary = write_shards(ds, output_uri, format=format, storage_options=storage_options, classes=plan.classes,
-                           descriptions=plan.descriptions, replicas=replicas, verbose=False,
-                           extra_images=extra_images)
-    result = JobResult(summary, job_input.rows_in(), replicas, time.perf_counter() - job_input.started,
+    summary = write_shards(ds, job.output, format=job.format, storage_options=job.storage_options,
+                           classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
+                           verbose=False, extra_images=extra_images)
+    result = JobResult(summary, job_input.rows_in(), job.replicas, time.perf_counter() - job_input.started,
                        job_input.skipped)
     print(result.report(), flush=True)
     if not result.reconciled:
