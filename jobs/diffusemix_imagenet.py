@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     edit.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     edit.add_argument("--gpus-per-actor", type=float, default=1.0, help="GPUs per editing actor (fractions share a GPU)")
     edit.add_argument("--edit-batch-size", type=int, default=8, help="images per model call")
-    edit.add_argument("--edit-actors", type=int, default=None, help="max editing actors (default: GPUs / gpus-per-actor)")
+    edit.add_argument("--edit-actors", type=int, default=None, help="max editing actors (default: GPUs in the cluster / gpus-per-actor; unbounded while it has none yet)")
     mix = parser.add_argument_group("mixing (CPU)")
     mix.add_argument("--fractals", default=None, help="fractal folder URI or 'generated:N' (default: generated)")
     mix.add_argument("--lam", type=float, default=0.20, help="fractal blending factor (paper: 0.20)")

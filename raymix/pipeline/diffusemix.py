@@ -60,19 +60,21 @@ class DiffuseMixJob(stages.JobSpec):
                              storage_options=self.storage_options)
 
 
-def edit_resources(job: DiffuseMixJob) -> tuple[dict, int]:
-    """Ray resources of one editing actor and the largest pool the cluster can hold now.
+def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
+    """Ray resources of one editing actor and the largest pool (``--edit-actors``, else
+    the GPUs the cluster has now / ``gpus_per_actor``).
 
-    With no GPU in the cluster the editor runs on CPU (one CPU per actor): what the tiny
-    editor needs on a laptop. A cluster that has no GPU node *yet* (autoscaling from
-    zero) must be given ``gpus_per_actor`` explicitly and waits for its GPU nodes.
+    With no GPU in the cluster, the tiny editor runs on CPU (one CPU per actor): what a
+    laptop needs. A real model on a cluster with no GPU node *yet* (autoscaling from zero)
+    gets an unbounded pool that grows as GPU nodes join, unless ``--edit-actors`` caps it.
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     if job.gpus_per_actor > 0 and (cluster_gpus > 0 or job.editor != "tiny"):
         if cluster_gpus == 0:
+            # Autoscaling from zero GPU nodes: let the pool grow as nodes join.
             log.warning("no GPU in the cluster yet; editing actors wait for GPU nodes to join")
-        pool = max(1, int(cluster_gpus // job.gpus_per_actor)) if cluster_gpus else 1
-        return {"num_gpus": job.gpus_per_actor}, job.edit_actors or pool
+            return {"num_gpus": job.gpus_per_actor}, job.edit_actors
+        return {"num_gpus": job.gpus_per_actor}, job.edit_actors or max(1, int(cluster_gpus // job.gpus_per_actor))
     log.info("editing on CPU")
     return {"num_cpus": 1}, job.edit_actors or 1
 

@@ -15,6 +15,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, replicas: int = 1) 
                     "(local path, file://, s3://, ...)")
     io.add_argument("--output", required=True, help="where to write augmented shards (and _quarantine/)")
     io.add_argument("--format", choices=("parquet", "webdataset"), default="parquet", help="output format")
+    io.add_argument("--rows-per-file", type=int, default=1000,
+                    help="rows per output file, at least (default %(default)s; fewer for large images)")
     io.add_argument("--replicas", type=int, default=replicas, help="augmented images per input image (default %(default)s)")
     io.add_argument("--seed", type=int, default=0, help="run seed: same seed, same bytes (default %(default)s)")
     io.add_argument("--limit", type=int, default=None, help="process at most N input images")
@@ -29,7 +31,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, replicas: int = 1) 
 
 
 #: JobSpec fields set by the flags of add_common_arguments.
-COMMON_FIELDS = ("input", "output", "replicas", "seed", "limit", "format", "storage_options")
+COMMON_FIELDS = ("input", "output", "replicas", "seed", "limit", "format", "rows_per_file", "storage_options")
 
 
 def common_fields(args: argparse.Namespace) -> dict:

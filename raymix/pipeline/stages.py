@@ -18,7 +18,7 @@ import ray
 from raymix.io import schema
 from raymix.io.decode import decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
-from raymix.io.writers import WriteSummary, completed_sources, write_shards
+from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources, write_shards
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class JobSpec:
     seed: int = 0
     limit: int | None = None
     format: str = "parquet"
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE
     storage_options: dict | None = None
 
 
@@ -170,7 +171,7 @@ def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_ima
     plan = job_input.plan
     summary = write_shards(ds, job.output, format=job.format, storage_options=job.storage_options,
                            classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
-                           verbose=False, extra_images=extra_images)
+                           rows_per_file=job.rows_per_file, verbose=False, extra_images=extra_images)
     result = JobResult(summary, job_input.rows_in(), job.replicas, time.perf_counter() - job_input.started,
                        job_input.skipped)
     print(result.report(), flush=True)
