@@ -56,7 +56,11 @@ def test_parquet_output_is_a_hugging_face_dataset_with_provenance(tmp_path):
     assert out.column_names == list(OUTPUT_COLUMNS) and out.num_rows == 7
     q = pq.read_table(tmp_path / "out" / "_quarantine")
     assert q.column_names == list(QUARANTINE_COLUMNS)
-    assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit", "reason": "model-error"}]
+    assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit",
+                              "reason": "model-error", "source_key": "img.6", "replica": 0}]
+    # One replica of one input failed: the other replicas of every input are written.
+    assert summary.quarantined_replicas == 1 and summary.reconcile(rows_in=8, replicas=1)
+    assert not summary.reconcile(rows_in=9, replicas=1)
 
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train",
@@ -149,3 +153,59 @@ def test_killed_write_leaves_whole_files_only_and_rerun_completes(tmp_path):
     summary = write_table(table, spec(tmp_path))
     assert (summary.written, summary.already_written) == (6, 3)
     assert sorted(pq.read_table(tmp_path / "out").column("key").to_pylist()) == sorted(table.column("key").to_pylist())
+
+
+def test_reconcile_counts_whole_rows_and_single_replicas():
+    from raymix.io.writers import WriteSummary
+
+    # 3 inputs x 2 replicas: one input failed at decode (whole row), one replica failed at edit.
+    summary = WriteSummary(written=3, quarantined=2, quarantined_replicas=1)
+    assert summary.reconcile(rows_in=3, replicas=2)
+    assert not summary.reconcile(rows_in=4, replicas=2)
+    # Counting the replica-level failure as a whole row would not add up.
+    assert not WriteSummary(written=3, quarantined=2, quarantined_replicas=0).reconcile(rows_in=3, replicas=2)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_extra_image_columns_are_kept(tmp_path, fmt):
+    table = rows(3)
+    extra = encode_jpeg(np.full((8, 8, 3), 30, np.uint8))
+    table = table.append_column("generated", pa.array([extra] * 3, pa.binary()))
+    summary = write_table(table, _output_spec(str(tmp_path / "out"), fmt, None, None, 95, ("generated",)))
+    assert summary.written == 3
+    path = summary.files[0]
+    if fmt == "parquet":
+        out = pq.read_table(path)
+        assert out.column("generated").to_pylist()[0] == {"bytes": extra, "path": "img.0/diffusemix/0.generated.jpg"}
+        assert b"generated" in out.schema.metadata[b"huggingface"]
+    else:
+        import tarfile
+
+        from raymix.io import wds
+
+        with tarfile.open(path) as tar:
+            members = {wds.split_member(n) for n in tar.getnames()}
+        assert ("img.0/diffusemix/0", "generated.jpg") in members and ("img.0/diffusemix/0", "jpg") in members
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_completed_sources_need_every_replica(tmp_path, fmt):
+    from raymix.io.writers import completed_sources
+
+    out = str(tmp_path / "out")
+    img = encode_jpeg(np.full((8, 8, 3), 100, np.uint8))
+    # a: both replicas written; b: one written, one quarantined; c: one of two written; d: whole row failed.
+    table = pa.table({
+        "image": [img, img, img, b"", img, b""],
+        "label": [0] * 6,
+        "key": ["a/m/0", "a/m/1", "b/m/0", "b/m/1", "c/m/0", "d"],
+        "source_key": ["a", "a", "b", "b", "c", "d"],
+        "replica": [0, 1, 0, 1, 0, -1],
+        "source": ["s"] * 6,
+        "stage": ["", "", "", "edit", "", "decode"],
+        "reason": ["", "", "", "blank-output", "", "truncated"],
+    })
+    summary = write_table(table, _output_spec(out, fmt, None, None, 95))
+    assert not summary.reconcile(rows_in=4, replicas=2)  # c has one replica missing
+    assert completed_sources(out, 2, format=fmt) == {"a", "b", "d"}
+    assert completed_sources(out, 1, format=fmt) == {"a", "b", "c", "d"}

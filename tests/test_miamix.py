@@ -182,3 +182,10 @@ def test_runs_on_the_gpu():
     gen = torch.Generator(device="cuda").manual_seed(0)
     mixed, targets = module(torch.randn(64, 3, 224, 224, device="cuda"), torch.randint(0, 10, (64,), device="cuda"), generator=gen)
     assert mixed.is_cuda and targets.is_cuda
+
+
+def test_shuffled_partners_are_never_the_image_itself():
+    mix = MiAMix(num_classes=4, p_self=0.0)
+    for seed in range(20):
+        params = mix.sample(5, 8, 8, generator=torch.Generator().manual_seed(seed))
+        assert not (params.partner == torch.arange(5)).any()

@@ -166,3 +166,25 @@ def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
     assert 20 <= m["train_rows"] + m["rows_dropped"] <= 40 and m["rows_dropped"] <= 2
     assert m["val_rows"] == 18 and m["val_rows_dropped"] == 0
     assert report["checkpoint"] and (Path(report["checkpoint"]) / CHECKPOINT_FILE).exists()
+
+
+def test_job_chains_diffusemix_straight_into_training(ray_cluster, tmp_path):
+    """--chain: the DiffuseMix stream (tiny editor) feeds Ray Train in the same job, no shards written."""
+    from raymix.io.sample import write_sample
+
+    write_sample(str(tmp_path / "originals"), format="folder", classes=2, per_class=4, size=(48, 40))
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    chain = {"editor": "tiny", "steps": 1, "resolution": 32, "edit_batch_size": 4, "fractals": "generated:8"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train_resnet50.py"),
+         "--input", str(tmp_path / "originals"), "--chain", "diffusemix", "--chain-options", json.dumps(chain),
+         "--arch", "resnet18", "--num-classes", "2", "--image-size", "32", "--batch-size", "4",
+         "--epochs", "1", "--workers", "1", "--storage", str(tmp_path / "runs"), "--name", "chained"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    m = json.loads(out.stdout.strip().splitlines()[-1])["metrics"]
+    # 8 originals + 8 DiffuseMix rows (one replica each) in the epoch.
+    assert m["train_rows"] == 16 and m["rows_dropped"] == 0
+    assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*"))

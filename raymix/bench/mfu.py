@@ -3,14 +3,17 @@
 FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode` on the real call
 (matmuls, convolutions and attention; elementwise work is not counted, as usual for
 MFU). Peaks are dense (no sparsity) bf16/fp16 tensor-core figures from the vendors'
-data sheets; ``--peak-tflops`` overrides them for devices not listed.
+data sheets; ``--peak-tflops`` overrides them for devices not listed. The peak table
+imports without torch (``raymix plan`` uses it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PEAK_DENSE_TFLOPS", "count_flops", "device_name", "peak_tflops"]
 
@@ -32,6 +35,8 @@ PEAK_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
 
 
 def device_name(device: torch.device | str) -> str:
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -48,6 +53,7 @@ def peak_tflops(name: str) -> float | None:
 
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs performed by ``fn()`` (it runs once)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     aten = torch.ops.aten

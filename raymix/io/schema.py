@@ -22,7 +22,10 @@ An augmented output row (HF ``datasets`` parquet layout plus provenance)::
 
 A quarantine record::
 
-    key, source, stage, reason   (all str)
+    key, source, stage, reason   str
+    source_key                   str    the input row it came from
+    replica                      int32  -1 when the whole input row failed (e.g. at decode),
+                                        else the one replica that failed (e.g. a blank edit)
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ REASON = "reason"
 
 INPUT_COLUMNS = (KEY, IMAGE, LABEL, CLASS_NAME, SOURCE)
 OUTPUT_COLUMNS = (IMAGE, LABEL, CLASS_NAME, KEY, SOURCE_KEY, METHOD, REPLICA, PARAMS, SEED)
-QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON)
+QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON, SOURCE_KEY, REPLICA)
 
 INPUT_SCHEMA = pa.schema(
     [
@@ -72,7 +75,12 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
-QUARANTINE_SCHEMA = pa.schema([pa.field(c, pa.string()) for c in QUARANTINE_COLUMNS])
+QUARANTINE_SCHEMA = pa.schema(
+    [*(pa.field(c, pa.string()) for c in (KEY, SOURCE, STAGE, REASON, SOURCE_KEY)), pa.field(REPLICA, pa.int32())]
+)
+
+#: ``replica`` of a quarantine record that stands for the whole input row.
+WHOLE_ROW = -1
 
 
 def output_key(source_key: str, method: str, replica: int) -> str:

@@ -4,7 +4,7 @@ tars, with a quarantine table beside them.
 Output layout (``OUT`` is the output URI)::
 
     OUT/{stem}-{digest}.parquet        rows of one input shard   (or .tar for WebDataset)
-    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason}
+    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason, source_key, replica}
     OUT/classes.json                   {"names": [...], "descriptions": [...]} when given
 
 ``stem`` comes from the row's ``source`` (the input shard: ``train-00003-of-00294`` for
@@ -61,6 +61,7 @@ from raymix.io.schema import (
     SOURCE,
     SOURCE_KEY,
     STAGE,
+    WHOLE_ROW,
 )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "write_shards",
     "write_table",
     "committed_keys",
+    "completed_sources",
     "shard_stem",
     "hf_features_metadata",
 ]
@@ -107,9 +109,10 @@ def _digest(keys: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def hf_features_metadata(classes: Sequence[str] | None = None) -> dict[bytes, bytes]:
-    """The ``huggingface`` schema metadata that makes ``datasets`` load ``image`` as an
-    ``Image`` feature and ``label`` as a ``ClassLabel`` (when the names are known)."""
+def hf_features_metadata(classes: Sequence[str] | None = None, extra_images: Sequence[str] = ()) -> dict[bytes, bytes]:
+    """The ``huggingface`` schema metadata that makes ``datasets`` load ``image`` (and the
+    ``extra_images`` columns) as ``Image`` features and ``label`` as a ``ClassLabel`` (when
+    the names are known)."""
     value = {"_type": "Value"}
     features = {
         IMAGE: {"_type": "Image"},
@@ -121,6 +124,7 @@ def hf_features_metadata(classes: Sequence[str] | None = None) -> dict[bytes, by
         REPLICA: {**value, "dtype": "int32"},
         PARAMS: {**value, "dtype": "string"},
         SEED: {**value, "dtype": "int64"},
+        **{name: {"_type": "Image"} for name in extra_images},
     }
     return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
 
@@ -138,6 +142,9 @@ class WriteSummary:
     files: list[str] = field(default_factory=list)
     quarantine_files: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    #: Of the quarantined rows, those that stand for one replica (the others, a whole input row).
+    quarantined_replicas: int = 0
+    already_quarantined_replicas: int = 0
 
     @property
     def rows_seen(self) -> int:
@@ -152,17 +159,25 @@ class WriteSummary:
         self.files += other.files
         self.quarantine_files += other.quarantine_files
         self.reasons = dict(Counter(self.reasons) + Counter(other.reasons))
+        self.quarantined_replicas += other.quarantined_replicas
+        self.already_quarantined_replicas += other.already_quarantined_replicas
         return self
 
     def reconcile(self, rows_in: int | None = None, replicas: int = 1) -> bool:
-        """Whether every input row is accounted for: ``rows_in == (written +
-        already_written) / replicas + quarantined + already_quarantined``. Without
-        ``rows_in`` the check is against the rows the writer saw."""
+        """Whether every input row is accounted for: each of its ``replicas`` outputs is
+        written, or quarantined on its own, or the whole row is quarantined::
+
+            rows_in * replicas == written + replica-level quarantined
+                                  + whole-row quarantined * replicas
+
+        (``already_*`` counts included). Without ``rows_in`` the check is against the
+        rows the writer saw."""
         good = self.written + self.already_written
         bad = self.quarantined + self.already_quarantined
         if rows_in is None:
             return good + bad == self.rows_seen
-        return good == (rows_in - bad) * replicas
+        replica_bad = self.quarantined_replicas + self.already_quarantined_replicas
+        return good + replica_bad == (rows_in - (bad - replica_bad)) * replicas
 
     def report(self, rows_in: int | None = None, replicas: int = 1) -> str:
         lines = [
@@ -199,6 +214,8 @@ class OutputSpec:
     quality: int = 95
     classes: list[str] | None = None
     row_group_size: int = 128
+    #: More image columns to keep (e.g. DiffuseMix's ``generated`` and ``hybrid``).
+    extra_images: tuple[str, ...] = ()
 
     @property
     def ext(self) -> str:
@@ -209,11 +226,12 @@ class OutputSpec:
         return posixpath.join(self.root, QUARANTINE_DIR)
 
 
-def _output_spec(output_uri, format, storage_options, classes, quality) -> OutputSpec:
+def _output_spec(output_uri, format, storage_options, classes, quality, extra_images=()) -> OutputSpec:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     fs, root = storage.filesystem(output_uri, storage_options)
-    return OutputSpec(fs, root, storage.uri_of(fs, root), format, quality, list(classes) if classes else None)
+    return OutputSpec(fs, root, storage.uri_of(fs, root), format, quality, list(classes) if classes else None,
+                      extra_images=tuple(extra_images))
 
 
 def _prepare(spec: OutputSpec, descriptions: Sequence[str] | None = None) -> None:
@@ -235,10 +253,10 @@ def _column(table: pa.Table, name: str, default, type_: pa.DataType) -> pa.Array
     return pa.array([default] * table.num_rows, type_)
 
 
-def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int) -> tuple[list, np.ndarray]:
-    """The ``image`` column as a list of bytes (JPEG-encoding arrays), and an updated
+def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int, column: str = IMAGE) -> tuple[list, np.ndarray]:
+    """An image column as a list of bytes (JPEG-encoding arrays), and an updated
     bad-row mask with encode failures."""
-    col = table.column(IMAGE)
+    col = table.column(column)
     kind = col.type
     if pa.types.is_struct(kind):
         col = pc.struct_field(col, "bytes")
@@ -247,7 +265,7 @@ def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int) -> tuple[list, 
         return col.to_pylist(), np.zeros(len(bad), bool)
     from ray.data.block import BlockAccessor  # arrays arrive as Ray tensor columns
 
-    arrays = BlockAccessor.for_block(table.select([IMAGE])).to_numpy(IMAGE)
+    arrays = BlockAccessor.for_block(table.select([column])).to_numpy(column)
     out, failed = [], np.zeros(len(bad), bool)
     for i, arr in enumerate(arrays):
         if bad[i]:
@@ -269,6 +287,10 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
     stage = _column(table, STAGE, "", pa.string()).to_numpy(zero_copy_only=False).astype(object)
     bad = np.array([bool(r) for r in reason], dtype=bool) if n else np.zeros(0, bool)
     images, failed = _image_bytes(table, bad, spec.quality)
+    extras = {}
+    for name in spec.extra_images:
+        extras[name], extra_failed = _image_bytes(table, bad | failed, spec.quality, name)
+        failed |= extra_failed
     empty = np.array([not b for b in images], dtype=bool) if n else np.zeros(0, bool)
     keys = _column(table, KEY, None, pa.string())
     no_key = keys.is_null().to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
@@ -278,24 +300,21 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
     bad = bad | failed | empty | no_key
 
     sources = _column(table, SOURCE, "", pa.string())
+    source_keys = _column(table, SOURCE_KEY, None, pa.string()) if SOURCE_KEY in table.column_names else keys
     mask = pa.array(bad)
     quarantine = pa.Table.from_arrays(
-        [keys.filter(mask), sources.filter(mask), pa.array(stage[bad], pa.string()), pa.array(reason[bad], pa.string())],
+        [keys.filter(mask), sources.filter(mask), pa.array(stage[bad], pa.string()), pa.array(reason[bad], pa.string()),
+         source_keys.filter(mask), _column(table, REPLICA, WHOLE_ROW, pa.int32()).filter(mask)],
         schema=QUARANTINE_SCHEMA,
     )
     good = pa.array(~bad)
     good_keys = keys.filter(good)
-    paths = [f"{k}.{_image_ext(b)}" for k, b in zip(good_keys.to_pylist(), np.array(images, dtype=object)[~bad])]
-    image = pa.StructArray.from_arrays(
-        [pa.array([b for b, g in zip(images, ~bad) if g], pa.binary()), pa.array(paths, pa.string())],
-        fields=list(HF_IMAGE_TYPE),
-    )
     columns = {
-        IMAGE: image,
+        IMAGE: _hf_images(good_keys.to_pylist(), np.array(images, dtype=object)[~bad]),
         LABEL: _column(table, LABEL, -1, pa.int64()).filter(good),
         CLASS_NAME: _column(table, CLASS_NAME, "", pa.string()).filter(good),
         KEY: good_keys,
-        SOURCE_KEY: (_column(table, SOURCE_KEY, None, pa.string()) if SOURCE_KEY in table.column_names else keys).filter(good),
+        SOURCE_KEY: source_keys.filter(good),
         METHOD: _column(table, METHOD, "", pa.string()).filter(good),
         REPLICA: _column(table, REPLICA, 0, pa.int32()).filter(good),
         PARAMS: _column(table, PARAMS, "{}", pa.string()).filter(good),
@@ -303,8 +322,19 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
     }
     fields = [f.with_nullable(True) if f.name == KEY else f for f in OUTPUT_SCHEMA]
     out = pa.Table.from_arrays([columns[f.name] for f in fields], schema=pa.schema(fields))
+    for name, data in extras.items():
+        out = out.append_column(name, _hf_images(good_keys.to_pylist(), np.array(data, dtype=object)[~bad], name))
     out = out.append_column(SOURCE, sources.filter(good))
     return out, quarantine
+
+
+def _hf_images(keys: list[str], images: Sequence[bytes], suffix: str = "") -> pa.StructArray:
+    """HF ``Image`` structs ``{bytes, path}``; the path is the key (plus ``suffix``) with the
+    image's extension."""
+    suffix = f".{suffix}" if suffix else ""
+    paths = [f"{k}{suffix}.{_image_ext(b)}" for k, b in zip(keys, images)]
+    return pa.StructArray.from_arrays([pa.array(list(images), pa.binary()), pa.array(paths, pa.string())],
+                                      fields=list(HF_IMAGE_TYPE))
 
 
 def _image_ext(data: bytes) -> str:
@@ -321,14 +351,15 @@ def _image_ext(data: bytes) -> str:
 
 
 def _parquet_bytes(table: pa.Table, spec: OutputSpec) -> bytes:
-    schema = OUTPUT_SCHEMA.with_metadata(hf_features_metadata(spec.classes))
+    extra = [pa.field(name, HF_IMAGE_TYPE) for name in spec.extra_images]
+    schema = pa.schema([*OUTPUT_SCHEMA, *extra]).with_metadata(hf_features_metadata(spec.classes, spec.extra_images))
     buf = io.BytesIO()
-    pq.write_table(table.select(OUTPUT_SCHEMA.names).cast(schema), buf, row_group_size=spec.row_group_size)
+    pq.write_table(table.select(schema.names).cast(schema), buf, row_group_size=spec.row_group_size)
     return buf.getvalue()
 
 
-def _tar_bytes(table: pa.Table) -> bytes:
-    rows = table.select([c for c in OUTPUT_SCHEMA.names]).to_pylist()
+def _tar_bytes(table: pa.Table, extra_images: Sequence[str] = ()) -> bytes:
+    rows = table.select([*OUTPUT_SCHEMA.names, *extra_images]).to_pylist()
 
     def samples():
         for r in rows:
@@ -339,11 +370,15 @@ def _tar_bytes(table: pa.Table) -> bytes:
                 params = r[PARAMS]
             meta = {k: r[k] for k in (KEY, SOURCE_KEY, METHOD, REPLICA, SEED, LABEL, CLASS_NAME)}
             meta[PARAMS] = params
-            yield r[KEY], {
+            members = {
                 _image_ext(image): image,
                 "cls": str(r[LABEL]).encode(),
                 "json": json.dumps(meta, sort_keys=True).encode(),
             }
+            for name in extra_images:
+                data = r[name]["bytes"]
+                members[f"{name}.{_image_ext(data)}"] = data
+            yield r[KEY], members
 
     return wds.build_tar(samples())
 
@@ -392,13 +427,14 @@ def _part_keys(fs, path: str, ext: str) -> set[str]:
     return keys
 
 
-def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise) -> tuple[int, int, list[str]]:
-    """Write ``table`` as one file per source into ``folder``; returns (written,
-    already there, files)."""
+def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise
+                  ) -> tuple[list[pa.Table], list[pa.Table], list[str]]:
+    """Write ``table`` as one file per source into ``folder``; returns (the rows written,
+    the rows found already committed, files)."""
     if table.num_rows == 0:
-        return 0, 0, []
+        return [], [], []
     existing = _Existing(spec.fs, folder, ext)
-    written = already = 0
+    written, already = [], []
     files = []
     sources = table.column(SOURCE)
     for source in pc.unique(sources).to_pylist():
@@ -407,31 +443,44 @@ def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, seri
         done = existing.keys_for(stem)
         if done:
             keep = pc.invert(pc.is_in(group.column(KEY), value_set=pa.array(sorted(done), pa.string())))
-            already += group.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            already.append(group.filter(pc.invert(keep)))
             group = group.filter(keep)
         if group.num_rows == 0:
             continue
         name = f"{stem}-{_digest(group.column(KEY).to_pylist())}.{ext}"
         path = posixpath.join(folder, name)
         storage.atomic_write(spec.fs, path, serialise(group))
-        written += group.num_rows
+        written.append(group)
         files.append(storage.uri_of(spec.fs, path))
     return written, already, files
+
+
+def _rows(tables: list[pa.Table]) -> int:
+    return sum(t.num_rows for t in tables)
+
+
+def _replica_rows(tables: list[pa.Table]) -> int:
+    """Quarantine rows that stand for one replica, not a whole input row."""
+    return sum(pc.sum(pc.greater(t.column(REPLICA), WHOLE_ROW).cast(pa.int64())).as_py() or 0 for t in tables)
 
 
 def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
     """Write one bundle of rows (what one Ray write task does; callable without Ray)."""
     out, quarantine = _split(table, spec)
-    serialise = (lambda t: _parquet_bytes(t, spec)) if spec.format == "parquet" else _tar_bytes
+    if spec.format == "parquet":
+        serialise = lambda t: _parquet_bytes(t, spec)  # noqa: E731
+    else:
+        serialise = lambda t: _tar_bytes(t, spec.extra_images)  # noqa: E731
     written, already, files = _write_groups(spec, out, spec.root, spec.ext, serialise)
     qwritten, qalready, qfiles = _write_groups(
         spec, quarantine, spec.quarantine_root, "parquet", _quarantine_bytes
     )
+    reasons = dict(Counter(r for t in qwritten for r in t.column(REASON).to_pylist()))
     if qwritten:
-        log.warning("quarantined %d rows: %s", qwritten, dict(Counter(quarantine.column(REASON).to_pylist())))
-    reasons = dict(Counter(quarantine.column(REASON).to_pylist())) if qwritten else {}
+        log.warning("quarantined %d rows: %s", _rows(qwritten), reasons)
     return WriteSummary(
-        spec.uri, spec.format, written, qwritten, already, qalready, files, qfiles, reasons
+        spec.uri, spec.format, _rows(written), _rows(qwritten), _rows(already), _rows(qalready), files, qfiles,
+        reasons, _replica_rows(qwritten), _replica_rows(qalready),
     )
 
 
@@ -448,6 +497,7 @@ def write_shards(
     rows_in: int | None = None,
     replicas: int = 1,
     verbose: bool = True,
+    extra_images: Sequence[str] = (),
 ) -> WriteSummary:
     """Write a Ray Dataset of output rows to ``output_uri`` (see the module docstring).
 
@@ -457,11 +507,13 @@ def write_shards(
     ``quality``), plus ``source``, ``stage`` and ``reason``. Rows with a reason, or with
     no image, go to the quarantine table. ``classes`` are stored as ``classes.json`` and
     as ``ClassLabel`` names in the parquet schema. Prints the summary (and, with
-    ``rows_in``, whether the counts reconcile) unless ``verbose=False``.
+    ``rows_in``, whether the counts reconcile) unless ``verbose=False``. ``extra_images``
+    names more image columns to keep (more ``Image`` columns in parquet, members
+    ``{key}.{name}.jpg`` in tars), e.g. DiffuseMix's ``generated`` and ``hybrid``.
     """
     from raymix.io.ray_sink import ShardDatasink
 
-    spec = _output_spec(output_uri, format, storage_options, classes, quality)
+    spec = _output_spec(output_uri, format, storage_options, classes, quality, extra_images)
     _prepare(spec, descriptions)
     sink = ShardDatasink(spec, rows_per_file)
     ds.write_datasink(sink)
@@ -503,3 +555,37 @@ def committed_keys(
                 raise ValueError("committed_keys reads only the key column of WebDataset tars")
     found.discard(None)
     return found
+
+
+def completed_sources(
+    output_uri: str, replicas: int, *, format: str = "parquet", storage_options: dict | None = None
+) -> set[str]:
+    """Source keys whose work under ``output_uri`` is finished: all ``replicas`` outputs
+    committed (written or quarantined one by one), or the whole input row quarantined.
+
+    Pass them to ``read_images(skip_keys=...)`` on a rerun of a job that writes several
+    replicas per input: a source with only some replicas committed is read again, and
+    the writer skips the replicas it already has.
+    """
+    spec = _output_spec(output_uri, format, storage_options, None, 95)
+    fs = spec.fs
+    done: Counter[str] = Counter()
+    whole: set[str] = set()
+    for name in _Existing(fs, spec.root, spec.ext).names:
+        if not re.search(_DIGEST_RE + re.escape(spec.ext) + "$", name):
+            continue
+        path = posixpath.join(spec.root, name)
+        if spec.ext == "parquet":
+            with fs.open(path, "rb") as f:
+                done.update(pq.read_table(f, columns=[SOURCE_KEY]).column(SOURCE_KEY).to_pylist())
+        else:
+            done.update(key.rsplit("/", 2)[0] for key in _part_keys(fs, path, spec.ext))
+    for name in _Existing(fs, spec.quarantine_root, "parquet").names:
+        with fs.open(posixpath.join(spec.quarantine_root, name), "rb") as f:
+            table = pq.read_table(f, columns=[SOURCE_KEY, REPLICA])
+        for source_key, replica in zip(table.column(SOURCE_KEY).to_pylist(), table.column(REPLICA).to_pylist()):
+            if replica is None or replica == WHOLE_ROW:
+                whole.add(source_key)
+            else:
+                done[source_key] += 1
+    return whole | {key for key, count in done.items() if count >= replicas}

@@ -76,7 +76,7 @@ class AugMix:
     def augment(self, image: np.ndarray, key: str, replica: int = 0, epoch: int | None = None) -> np.ndarray:
         """One uint8 HWC image -> its augmented copy, seeded by (seed, key, replica, epoch)."""
         epoch = self.epoch if epoch is None else int(epoch)
-        chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        chw = torch.from_numpy(np.array(image, copy=not image.flags.writeable, order="C")).permute(2, 0, 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, key, replica, epoch, salt=self.method))
             out = self.transform(chw)

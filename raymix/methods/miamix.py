@@ -205,8 +205,12 @@ class MiAMix(nn.Module):
 
         # Stage 1: pairing (section 3.2.1).
         self_mix = rand(n) < self.p_self
-        perm = torch.randperm(n, generator=generator, device=gdev).to(device)
-        partner = torch.where(self_mix, torch.arange(n, device=device), perm)
+        # Shuffled pairs with no fixed point: an image left in place by a plain shuffle would be
+        # "mixed" with itself unchanged; self-mixing is p_self's job, with an augmented copy.
+        order = torch.randperm(n, generator=generator, device=gdev).to(device)
+        shuffled = torch.empty_like(order)
+        shuffled[order] = order.roll(1)
+        partner = torch.where(self_mix, torch.arange(n, device=device), shuffled)
 
         # Stage 2: number of layers, methods, ratios (section 3.2.2, eq. 9).
         layers = torch.randint(1, k_max + 1, (n,), generator=generator, device=gdev).to(device)

@@ -200,7 +200,7 @@ def load_pipeline(
     path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
         path,
-        torch_dtype=dtype,
+        dtype=dtype,
         use_safetensors=True,
         variant=variant,
         safety_checker=None,

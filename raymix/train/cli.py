@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--crop", choices=("random_resized", "pad", "none"))
     data.add_argument("--online", choices=("augmix", "pixmix", "ipmix", "layermix"), help="online CPU augmentation")
     data.add_argument("--online-options", type=json.loads, metavar="JSON", help='method options, e.g. \'{"magnitude": 8}\'')
+    data.add_argument("--chain", choices=("diffusemix", "pixmix", "ipmix", "layermix"),
+                      help="augment --chain-input in this same job and stream the result into training as one more "
+                      "input, with no shards written (recomputed every epoch: for small runs)")
+    data.add_argument("--chain-input", metavar="URI", help="what --chain augments (default: the first --input)")
+    data.add_argument("--chain-options", type=json.loads, default={}, metavar="JSON",
+                      help='settings of the chained job, e.g. \'{"editor": "tiny", "steps": 2, "replicas": 2}\'')
+    data.add_argument("--chain-weight", type=float, help="share of the chained input in an epoch")
     data.add_argument("--data-actors", type=int, help="actors running the online method (CPU cores for augmentation)")
     data.add_argument("--prefetch-batches", type=int)
     data.add_argument("--shuffle-buffer", type=int, help="rows in each worker's local shuffle buffer")
@@ -54,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--storage-options", type=json.loads, metavar="JSON", help='fsspec options, e.g. \'{"endpoint_url": ...}\'')
     run.add_argument("--name", help="run name; rerun with the same name and storage to resume")
     run.add_argument("--max-failures", type=int, default=0, help="worker failures to recover from")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, as set by `ray job submit`; "
+                     "else a local Ray instance)")
 
 
 # argparse destination -> TrainConfig field, for flags that map one to one.
@@ -85,19 +94,33 @@ def inputs_from_args(args: argparse.Namespace) -> list[TrainInput]:
         inp.layout, inp.limit = args.layout, args.limit
         if args.storage_options:
             inp.storage_options = args.storage_options
+    if args.chain:
+        inputs.append(TrainInput(chained_stream(args), weight=args.chain_weight))
     return inputs
+
+
+def chained_stream(args: argparse.Namespace):
+    """The Dataset of ``--chain``: the augmentation job's rows before they would be written."""
+    source = args.chain_input or parse_input(args.input[0]).source
+    settings = {"input": source, "limit": args.limit, "storage_options": args.storage_options,
+                **args.chain_options}
+    if args.chain == "diffusemix":
+        from raymix.pipeline import diffusemix
+
+        return diffusemix.stream(diffusemix.DiffuseMixJob(**settings))
+    from raymix.pipeline import mix
+
+    return mix.stream(mix.MixJob(method=args.chain, **settings))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train as the flags say; connects to ``RAY_ADDRESS`` when set, else starts local Ray."""
-    import ray
-
+    from raymix.pipeline.runtime import init_ray
     from raymix.train.trainer import fit
 
     config = config_from_args(args)
+    init_ray(args.address)
     inputs = inputs_from_args(args)
-    if not ray.is_initialized():
-        ray.init()
     val = TrainInput(args.val, layout=args.layout, storage_options=args.storage_options) if args.val else None
     result = fit(
         inputs, val=val, config=config, workers=args.workers, use_gpu=args.gpu, storage=args.storage,

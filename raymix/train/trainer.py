@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +38,10 @@ def storage_filesystem(storage: str | None, storage_options: dict[str, Any] | No
     environment, ``RAYMIX_STORAGE_OPTIONS`` or ``storage_options``) and handed to Ray as a
     pyarrow filesystem, so checkpoints reach S3-compatible stores the readers reach.
     """
-    if storage is None or "://" not in storage or storage.startswith("file://"):
+    if storage is None or storage.startswith("file://"):
         return storage, None
+    if "://" not in storage:
+        return os.path.abspath(os.path.expanduser(storage)), None  # Ray Train needs an absolute path
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     from raymix.io.storage import filesystem

@@ -1,0 +1,1 @@
+"""Ray Data wiring: stages, actor pools, resources. Thin code around plain callables."""

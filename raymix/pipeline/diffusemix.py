@@ -1,0 +1,125 @@
+"""DiffuseMix over a whole dataset: Ray Data streaming from storage to storage.
+
+Islam et al., "DiffuseMix", CVPR 2024, Algorithm 1, for every image and each of ``m``
+augmented copies (replicas)::
+
+    read shards ─► decode + resize (CPU tasks) ─► replicate x m ─► edit: InstructPix2Pix
+    (GPU actor pool) ─► mix: half mask + fractal blend (CPU actor pool) ─► encode (CPU
+    tasks) ─► write shards + quarantine
+
+Nothing is materialised: rows stream through the stages, so a job over ImageNet holds a
+few batches per stage in memory. The prompt of each replica, its mask and fractal and all
+noise come from generators seeded by ``(seed, source key, replica)``, so the output does
+not depend on how many GPUs or actors run it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import ray
+
+from raymix.methods.diffusemix import DiffuseMix
+from raymix.models.editor import DEFAULT_MODEL, InstructPix2PixEditor, edit_settings
+from raymix.pipeline import stages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class DiffuseMixJob(stages.JobSpec):
+    """Settings of one DiffuseMix run; ``None`` means the editor preset's value.
+
+    Defaults follow the paper (preset ``"paper"``, see :mod:`raymix.models.editor`; mixing
+    defaults in :class:`raymix.methods.diffusemix.DiffuseMix`: the four half masks and
+    lambda = 0.20). ``replicas`` is Algorithm 1's ``m``.
+    """
+
+    # editing (GPU)
+    editor: str = DEFAULT_MODEL
+    preset: str = "paper"
+    prompts: str | None = None
+    steps: int | None = None
+    resolution: int | None = None
+    dtype: str = "auto"
+    gpus_per_actor: float = 1.0
+    edit_batch_size: int = 8
+    edit_actors: int | None = None
+    editor_options: dict = field(default_factory=dict)
+    # mixing (CPU)
+    fractals: str | None = None
+    lam: float = 0.20
+    public_code_masks: bool = False
+    mix_actors: int = 2
+    keep_intermediates: bool = False
+
+    def settings(self):
+        """The editor settings this job runs with (resolution, steps, prompts, ...)."""
+        return edit_settings(self.preset, prompt_file=self.prompts, resolution=self.resolution, steps=self.steps,
+                             storage_options=self.storage_options)
+
+
+def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
+    """Ray resources of one editing actor and the largest pool (``--edit-actors``, else
+    the GPUs the cluster has now / ``gpus_per_actor``).
+
+    With no GPU in the cluster, the tiny editor runs on CPU (one CPU per actor): what a
+    laptop needs. A real model on a cluster with no GPU node *yet* (autoscaling from zero)
+    gets an unbounded pool that grows as GPU nodes join, unless ``--edit-actors`` caps it.
+    """
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if job.gpus_per_actor > 0 and (cluster_gpus > 0 or job.editor != "tiny"):
+        if cluster_gpus == 0:
+            # Autoscaling from zero GPU nodes: let the pool grow as nodes join.
+            log.warning("no GPU in the cluster yet; editing actors wait for GPU nodes to join")
+            return {"num_gpus": job.gpus_per_actor}, job.edit_actors
+        return {"num_gpus": job.gpus_per_actor}, job.edit_actors or max(1, int(cluster_gpus // job.gpus_per_actor))
+    log.info("editing on CPU")
+    return {"num_cpus": 1}, job.edit_actors or 1
+
+
+def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
+    """The stages after the read, as one lazy Dataset."""
+    resolution = job.settings().resolution
+    ds = stages.decode(job_input.dataset, resolution)
+    ds = stages.replicate(ds, job.replicas, DiffuseMix.name)
+
+    resources, pool = edit_resources(job)
+    ds = ds.map_batches(
+        InstructPix2PixEditor,
+        fn_constructor_kwargs={
+            "model": job.editor, "preset": job.preset, "seed": job.seed, "prompt_file": job.prompts,
+            "steps": job.steps, "resolution": job.resolution, "dtype": job.dtype,
+            "model_batch": job.edit_batch_size, "storage_options": job.storage_options, **job.editor_options,
+        },
+        batch_size=job.edit_batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),
+        **resources,
+    )
+    masks = {"masks": ("left", "top"), "seam": 20} if job.public_code_masks else {}
+    ds = ds.map_batches(
+        DiffuseMix,
+        fn_constructor_kwargs={"seed": job.seed, "fractals": job.fractals, "lam": job.lam,
+                               "keep_intermediates": job.keep_intermediates, **masks},
+        batch_size=stages.CPU_BATCH,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, job.mix_actors)),
+        num_cpus=1,
+    )
+    return stages.encode(ds)
+
+
+def stream(job: DiffuseMixJob) -> ray.data.Dataset:
+    """The augmented rows as a lazy Dataset (JPEG ``image``, ``label``, provenance), e.g. to
+    feed :func:`raymix.train.fit` without writing shards. Ray re-executes it every time it
+    is iterated, so each training epoch edits again: chain only small runs this way."""
+    return build(job, stages.read_input(job, resume=False))
+
+
+def run(job: DiffuseMixJob) -> stages.JobResult:
+    """Run the job end to end on the connected Ray cluster; prints progress and the counts."""
+    job_input = stages.read_input(job)
+    extra = ("generated", "hybrid") if job.keep_intermediates else ()
+    return stages.finish(build(job, job_input), job, job_input, extra_images=extra)

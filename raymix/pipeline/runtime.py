@@ -1,0 +1,37 @@
+"""Connecting to Ray the same way under ``ray job submit`` and on a laptop."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+# Actor pools and read tasks compete for CPU slots; with fewer than this many logical CPUs a
+# pipeline with a CPU actor pool can starve its own read tasks and stall.
+MIN_LOCAL_CPUS = 4
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+             object_store_memory: int | None = None):
+    """Connect to a cluster, or start a private local Ray instance.
+
+    - ``address`` given, or ``RAY_ADDRESS`` set (as it is under ``ray job submit``): connect.
+    - otherwise: start a new local instance (never attach to some other process's instance
+      by accident), with at least :data:`MIN_LOCAL_CPUS` logical CPUs.
+
+    Returns the ``ray`` module. Does nothing if Ray is already initialised.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to Ray at %s", address)
+        ray.init(address=address, log_to_driver=True)
+        return ray
+    cpus = num_cpus or max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
+    ray.init("local", num_cpus=cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+             include_dashboard=False)
+    return ray

@@ -1,0 +1,180 @@
+"""Pieces every offline augmentation job shares: read, decode, replicate, write, report.
+
+A job is ``read_input -> decode -> [its own stages] -> encode -> finish``; each piece is
+a plain function of a Ray Dataset or a numpy batch, so a job module reads as a list of
+stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+
+from raymix.io import schema
+from raymix.io.decode import decode_batch, encode_batch
+from raymix.io.readers import ReadPlan, plan_read
+from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources, write_shards
+
+log = logging.getLogger(__name__)
+
+#: Rows per batch for the cheap CPU stages (decode, replicate, encode).
+CPU_BATCH = 32
+
+
+@ray.remote(num_cpus=0)
+class RowCounter:
+    """Counts the rows that leave the read stage, so a job can reconcile its output
+    against what it read for layouts whose size is unknown before reading (parquet, tars).
+
+    A read task that Ray retries after a crash counts its rows again: the report then
+    shows a mismatch instead of hiding one.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def add(self, n: int) -> None:
+        self.rows += int(n)
+
+    def total(self) -> int:
+        return self.rows
+
+
+def count_rows(batch: dict, *, counter) -> dict:
+    ray.get(counter.add.remote(len(batch[schema.KEY])))  # waited on: counted before the batch moves on
+    return batch
+
+
+@dataclass(kw_only=True)
+class JobSpec:
+    """Settings every offline augmentation job has (the flags of
+    :func:`raymix.pipeline.options.add_common_arguments`)."""
+
+    input: str
+    output: str = ""  # not needed to stream() the rows instead of writing them
+    replicas: int = 1
+    seed: int = 0
+    limit: int | None = None
+    format: str = "parquet"
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE
+    storage_options: dict | None = None
+
+
+@dataclass
+class JobInput:
+    """The Dataset of rows to process, and what is known about it."""
+
+    dataset: ray.data.Dataset
+    plan: ReadPlan
+    counter: object
+    skipped: int = 0  # sources already finished by an earlier run
+    started: float = field(default_factory=time.perf_counter)
+
+    def rows_in(self) -> int:
+        return int(ray.get(self.counter.total.remote()))
+
+
+def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
+    """Plan the read of ``job.input`` and open it as a Dataset. With ``resume``, leave out
+    the sources a previous run already finished under ``job.output`` (so a rerun resumes);
+    without, every row is read (the rows stream on instead of being written)."""
+    plan = plan_read(job.input, storage_options=job.storage_options)
+    done = set()
+    if resume:
+        done = completed_sources(job.output, job.replicas, format=job.format, storage_options=job.storage_options)
+    if done:
+        print(f"resuming: {len(done)} input rows already finished in {job.output}", flush=True)
+    counter = RowCounter.remote()
+    ds = plan.dataset(limit=job.limit, skip_keys=done or None)
+    ds = ds.map_batches(count_rows, fn_kwargs={"counter": counter}, batch_format="numpy", batch_size=None)
+    return JobInput(ds, plan, counter, skipped=len(done))
+
+
+def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:
+    """Encoded bytes -> ``uint8 (N, size, size, 3)``; bad rows carry a reason (CPU tasks)."""
+    return ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="numpy", batch_size=CPU_BATCH)
+
+
+def expand_replicas(batch: dict, *, replicas: int, method: str) -> dict:
+    """``replicas`` rows per input row, keyed ``{source_key}/{method}/{replica}``.
+
+    Rows that already failed pass once, with ``replica`` -1 (they stand for the whole
+    input row in the quarantine counts).
+    """
+    keys = np.asarray(batch[schema.KEY], dtype=object)
+    reasons = np.asarray(batch.get(schema.REASON, np.full(len(keys), "", dtype=object)), dtype=object)
+    ok = np.array([not r for r in reasons], dtype=bool)
+    copies = np.where(ok, replicas, 1)
+    index = np.repeat(np.arange(len(keys)), copies)
+    replica = np.concatenate([np.arange(c) if good else [schema.WHOLE_ROW] for c, good in zip(copies, ok)]
+                             ).astype(np.int32) if len(keys) else np.zeros(0, np.int32)
+    out = {name: np.asarray(col)[index] for name, col in batch.items()}
+    out[schema.SOURCE_KEY] = keys[index]
+    out[schema.REPLICA] = replica
+    out[schema.KEY] = np.array(
+        [schema.output_key(k, method, r) if r >= 0 else k for k, r in zip(keys[index], replica)], dtype=object
+    )
+    return out
+
+
+def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Dataset:
+    return ds.map_batches(expand_replicas, fn_kwargs={"replicas": replicas, "method": method},
+                          batch_format="numpy", batch_size=CPU_BATCH)
+
+
+def encode(ds: ray.data.Dataset, quality: int = 95) -> ray.data.Dataset:
+    """``uint8`` images -> JPEG bytes before the write (CPU tasks; smaller objects in flight)."""
+    return ds.map_batches(encode_batch, fn_kwargs={"quality": quality}, batch_format="numpy", batch_size=CPU_BATCH)
+
+
+@dataclass
+class JobResult:
+    """What a job did: the write summary, the rows it read, and how long it took."""
+
+    summary: WriteSummary
+    rows_in: int
+    replicas: int
+    seconds: float
+    skipped: int = 0
+
+    @property
+    def reconciled(self) -> bool:
+        return self.summary.reconcile(self.rows_in, self.replicas)
+
+    def report(self) -> str:
+        s = self.summary
+        rate = s.written / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"read         {self.rows_in} rows" + (f" ({self.skipped} finished earlier, skipped)" if self.skipped else ""),
+            s.report(self.rows_in, self.replicas),
+            f"throughput   {rate:.2f} images/s written ({self.seconds:.1f} s)",
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {**self.summary.to_dict(), "rows_in": self.rows_in, "replicas": self.replicas,
+                "seconds": self.seconds, "skipped": self.skipped, "reconciled": self.reconciled}
+
+
+def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_images: Sequence[str] = ()
+           ) -> JobResult:
+    """Write the rows to ``job.output``, then count what was read and report (printed)."""
+    if not job.output:
+        raise ValueError("the job has no output URI")
+    if job.replicas < 1:
+        raise ValueError("replicas must be >= 1")
+    plan = job_input.plan
+    summary = write_shards(ds, job.output, format=job.format, storage_options=job.storage_options,
+                           classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
+                           rows_per_file=job.rows_per_file, verbose=False, extra_images=extra_images)
+    result = JobResult(summary, job_input.rows_in(), job.replicas, time.perf_counter() - job_input.started,
+                       job_input.skipped)
+    print(result.report(), flush=True)
+    if not result.reconciled:
+        log.error("counts do not reconcile: some rows were neither written nor quarantined")
+    return result

@@ -1,0 +1,488 @@
+"""What ``raymix preview`` shows: a few originals and what each method makes of them.
+
+:func:`read_originals` reads the first images of a dataset without Ray (one read of the
+listing, then only the files it shows), spread over as many classes as it can, and decodes
+them the way the pipeline does (:func:`raymix.io.decode.decode_image`, then the
+``center_crop`` resize). The ``*_samples`` functions run a method on them and return plain
+data; :func:`method_section` turns that into rows of captioned tiles for
+:func:`raymix.preview.contact_sheet`.
+
+Sample ``r`` of an original is drawn from ``sample_generator(seed, key, r, epoch=0)`` with the
+method's salt, the generator the Ray path uses for replica ``r``: a preview shows exactly the
+images a job with the same seed writes for those keys (DiffuseMix: with the same editor,
+settings and device).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import zip_longest
+
+import numpy as np
+import torch
+
+from raymix.io import schema
+from raymix.preview import Tile
+
+__all__ = [
+    "PREVIEW_METHODS",
+    "PreviewError",
+    "Original",
+    "Section",
+    "DiffuseMixSample",
+    "MiAMixSample",
+    "read_originals",
+    "mixing_samples",
+    "augmix_samples",
+    "diffusemix_samples",
+    "miamix_samples",
+    "load_editor",
+    "method_section",
+    "describe_ops",
+]
+
+#: Methods in the order ``--method all`` shows them.
+PREVIEW_METHODS = ("pixmix", "ipmix", "layermix", "augmix", "diffusemix", "miamix")
+MIXING = ("pixmix", "ipmix", "layermix")
+TITLES = {
+    "pixmix": "PixMix (Hendrycks et al., CVPR 2022)",
+    "ipmix": "IPMix (Huang et al., NeurIPS 2023)",
+    "layermix": "LayerMix (Ahmad et al.)",
+    "augmix": "AugMix (Hendrycks et al., ICLR 2020)",
+    "diffusemix": "DiffuseMix (Islam et al., CVPR 2024)",
+    "miamix": "MiAMix (Liang et al., Processes 2023)",
+}
+#: The editor that runs offline with random weights, and its settings for a quick preview.
+TINY_EDITOR = "tiny"
+TINY_RESOLUTION = 64
+TINY_STEPS = 20
+
+
+class PreviewError(ValueError):
+    """Input a preview cannot be made from (no images, an editor that does not load)."""
+
+
+# ---------------------------------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class Original:
+    """One input image, decoded and cropped to ``size x size`` (``uint8`` HWC)."""
+
+    key: str
+    label: int
+    class_name: str
+    description: str
+    image: np.ndarray
+
+    @property
+    def title(self) -> str:
+        """The class name and, when the class list has one, its description."""
+        if self.description and self.description != self.class_name:
+            return f"{self.class_name} ({self.description})"
+        return self.class_name
+
+
+def _round_robin(groups: Sequence[Sequence]) -> list:
+    """The first item of every group, then the second of every group, ..."""
+    return [item for layer in zip_longest(*groups) for item in layer if item is not None]
+
+
+def read_originals(
+    uri: str, n: int, *, size: int, layout: str = "auto", storage_options: dict | None = None, scan_rows: int = 256
+) -> tuple[list[Original], list[tuple[str, str]]]:
+    """The first ``n`` decodable images of a dataset, one class after another, and the
+    ``(key, reason)`` of the images skipped because they do not decode.
+
+    Folder trees: the listing gives the candidates, taken round-robin over the classes, and
+    only the files needed are fetched. Parquet and WebDataset: the first ``scan_rows`` rows of
+    the first shards are read (no Ray), then taken round-robin over their labels.
+    """
+    from raymix.io.decode import BadImage, decode_image, resize_image
+    from raymix.io.readers import Shard, plan_read
+
+    if n < 1:
+        raise ValueError("need at least one original")
+    plan = plan_read(uri, layout=layout, storage_options=storage_options)
+    descriptions = dict(zip(plan.classes or [], plan.descriptions or []))
+
+    def decoded(key, data, label, class_name):
+        try:
+            image = np.array(resize_image(decode_image(data, reduce_to=size), size, "center_crop"))  # writable
+        except BadImage as err:
+            return None, err.reason
+        return Original(key, int(label), class_name, descriptions.get(class_name, ""), image), ""
+
+    originals: list[Original] = []
+    skipped: list[tuple[str, str]] = []
+    if plan.layout == "folder":
+        by_class: dict[int, list] = {}
+        for shard in plan.shards:
+            by_class.setdefault(shard.label, []).extend(
+                (f, k, shard.label, shard.class_name, shard.source) for f, k in zip(shard.files, shard.keys))
+        for path, key, label, class_name, source in _round_robin(list(by_class.values())):
+            one = Shard(source, files=(path,), keys=(key,), label=label, class_name=class_name)
+            for table in plan.read_shard(one):
+                row = table.to_pylist()[0]
+                original, reason = decoded(row[schema.KEY], row[schema.IMAGE], row[schema.LABEL],
+                                           row[schema.CLASS_NAME])
+                if original is None:
+                    skipped.append((row[schema.KEY], reason))
+                else:
+                    originals.append(original)
+            if len(originals) == n:
+                break
+        return originals, skipped
+
+    rows: list[dict] = []
+    for shard in plan.shards:
+        for table in plan.read_shard(shard):
+            rows.extend(table.slice(0, scan_rows - len(rows)).to_pylist())
+            if len(rows) >= scan_rows:
+                break
+        if len(rows) >= scan_rows:
+            break
+    by_label: dict[int, list[dict]] = {}
+    for row in rows:
+        by_label.setdefault(row[schema.LABEL], []).append(row)
+    for row in _round_robin(list(by_label.values())):
+        original, reason = decoded(row[schema.KEY], row[schema.IMAGE], row[schema.LABEL], row[schema.CLASS_NAME])
+        if original is None:
+            skipped.append((row[schema.KEY], reason))
+            continue
+        originals.append(original)
+        if len(originals) == n:
+            break
+    return originals, skipped
+
+
+# ---------------------------------------------------------------------------------------- methods
+
+
+def _batch(originals: Sequence[Original], samples: int) -> torch.Tensor:
+    """``uint8`` ``(len(originals) * samples, 3, H, W)``: each original repeated ``samples`` times."""
+    stacked = torch.from_numpy(np.stack([o.image for o in originals])).permute(0, 3, 1, 2)
+    return stacked.repeat_interleave(samples, dim=0).contiguous()
+
+
+def _hwc(images: torch.Tensor) -> list[np.ndarray]:
+    return list(images.permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def mixing_samples(
+    name: str, originals: Sequence[Original], samples: int, *, seed: int = 0, fractals=None
+) -> list[list[tuple[np.ndarray, dict]]]:
+    """PixMix, IPMix or LayerMix: per original, ``samples`` (image, params) pairs, sample ``r``
+    drawn as the Ray path draws replica ``r``."""
+    from raymix.methods import get_method
+    from raymix.ops.rng import sample_generator
+
+    method = get_method(name, seed=seed, fractals=fractals)
+    gens = [sample_generator(seed, o.key, r, 0, method.salt) for o in originals for r in range(samples)]
+    out, infos = method.augment(_batch(originals, samples), gens)
+    images = _hwc(out)
+    return [list(zip(images[i * samples:(i + 1) * samples], infos[i * samples:(i + 1) * samples], strict=True))
+            for i in range(len(originals))]
+
+
+def augmix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0) -> list[list[np.ndarray]]:
+    """AugMix (torchvision's, paper settings): per original, ``samples`` images."""
+    from raymix.methods.augmix import AugMix
+
+    method = AugMix(seed=seed)
+    return [[method.augment(o.image, o.key, r) for r in range(samples)] for o in originals]
+
+
+@dataclass
+class DiffuseMixSample:
+    """The stages of one DiffuseMix sample (DiffuseMix Fig. 4): input ``I``, generated ``I_gen``,
+    mask ``M`` (float ``HxW``, 1 where the original is kept), hybrid ``H``, fractal ``F`` and
+    the final ``A = (1 - lam) H + lam F``. ``reason`` is set when the row was quarantined."""
+
+    input: np.ndarray
+    generated: np.ndarray
+    mask: np.ndarray | None = None
+    hybrid: np.ndarray | None = None
+    fractal: np.ndarray | None = None
+    final: np.ndarray | None = None
+    prompt: str = ""
+    params: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+def load_editor(model: str, *, seed: int = 0, steps: int | None = None, resolution: int | None = None):
+    """The InstructPix2Pix editor for a preview: ``model`` as ``InstructPix2PixEditor`` takes it
+    (a Hugging Face id, a folder, an object-store URI, ``"tiny"``); ``tiny`` runs at 64 pixels
+    and 20 steps unless told otherwise. Raises :class:`PreviewError` when the model does not load."""
+    from raymix.models.editor import InstructPix2PixEditor
+
+    if model == TINY_EDITOR:
+        steps = TINY_STEPS if steps is None else steps
+        resolution = TINY_RESOLUTION if resolution is None else resolution
+    try:
+        return InstructPix2PixEditor(model, seed=seed, steps=steps, resolution=resolution)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        raise PreviewError(
+            f"cannot load the editor {model!r}: {type(err).__name__}: {err}\n"
+            f"(use --editor tiny to preview offline with random weights)") from err
+
+
+def diffusemix_samples(
+    originals: Sequence[Original], samples: int, editor, *, seed: int = 0, fractals=None
+) -> list[list[DiffuseMixSample]]:
+    """Edit every original ``samples`` times with ``editor`` (an ``InstructPix2PixEditor``),
+    mix with :class:`raymix.methods.DiffuseMix` through its Ray Data path, and recover the mask
+    and the fractal of each sample from the same per-sample draws."""
+    from raymix.methods import DiffuseMix
+    from raymix.ops.masks import concat_mask
+    from raymix.ops.rng import Draws, sample_generator
+
+    keys = [o.key for o in originals for _ in range(samples)]
+    batch = {
+        schema.IMAGE: np.stack([o.image for o in originals for _ in range(samples)]),
+        schema.KEY: np.array(keys, dtype=object),
+        schema.SOURCE_KEY: np.array(keys, dtype=object),
+        schema.REPLICA: np.array([r for _ in originals for r in range(samples)], dtype=np.int64),
+        schema.LABEL: np.array([o.label for o in originals for _ in range(samples)], dtype=np.int64),
+        schema.CLASS_NAME: np.array([o.class_name for o in originals for _ in range(samples)], dtype=object),
+    }
+    edited = editor(batch)
+    method = DiffuseMix(seed=seed, fractals=fractals, keep_intermediates=True)
+    mixed = method.map_batch(edited)
+
+    out: list[list[DiffuseMixSample]] = []
+    for i, original in enumerate(originals):
+        row = []
+        for r in range(samples):
+            j = i * samples + r
+            sample = DiffuseMixSample(original.image, np.asarray(mixed["generated"][j]),
+                                      prompt=str(mixed["prompt"][j]), reason=str(mixed[schema.REASON][j]))
+            if not sample.reason:
+                params = json.loads(mixed[schema.PARAMS][j])
+                h, w = original.image.shape[:2]
+                plan = method.plan(Draws(sample_generator(seed, original.key, r, 0, method.salt)))
+                fractal, ids = method.sample_fractals([plan["fractal_seed"]], h, w, "cpu")
+                if (plan["mask"], ids[0]) != (params["mask"], params["fractal"]):
+                    raise RuntimeError("DiffuseMix's draws changed: the preview cannot show its mask and fractal")
+                sample.mask = concat_mask(plan["mask"], h, w, method.seam)[0].numpy()
+                sample.fractal = _hwc(fractal)[0]
+                sample.hybrid = np.asarray(mixed["hybrid"][j])
+                sample.final = np.asarray(mixed[schema.IMAGE][j])
+                sample.params = params
+            row.append(sample)
+        out.append(row)
+    return out
+
+
+@dataclass
+class MiAMixSample:
+    """One mixed image of a MiAMix batch: the label weight ``lam`` of the sample itself and
+    ``1 - lam`` of its ``partner`` (an index into the originals; itself for a self-mix), and
+    its mask layers as ``(generator name, rotated/sheared, smoothing window)``."""
+
+    image: np.ndarray
+    lam: float
+    partner: int
+    self_mix: bool
+    layers: list[tuple[str, bool, int]]
+
+
+def miamix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0) -> list[list[MiAMixSample]]:
+    """MiAMix mixes a batch: the originals form one batch, mixed ``samples`` times with
+    generators seeded from ``(seed, "miamix", draw)``; per original, one sample per draw."""
+    from raymix.methods.miamix import MiAMix
+    from raymix.ops.rng import sample_generator
+
+    labels = sorted({o.label for o in originals})
+    local = torch.tensor([labels.index(o.label) for o in originals])
+    images = torch.from_numpy(np.stack([o.image for o in originals])).permute(0, 3, 1, 2).float() / 255
+    method = MiAMix(num_classes=len(labels))
+    out: list[list[MiAMixSample]] = [[] for _ in originals]
+    for draw in range(samples):
+        mixed, _, p = method.mix(images, local, generator=sample_generator(seed, "miamix", draw))
+        pictures = _hwc((mixed * 255).round().clamp(0, 255).to(torch.uint8))
+        for i in range(len(originals)):
+            layers = [(method.methods[m], bool(a), int(w))
+                      for m, a, w in zip(p.methods[i].tolist(), p.augmented[i].tolist(), p.windows[i].tolist())
+                      if m >= 0]
+            out[i].append(MiAMixSample(pictures[i], float(p.lam[i]), int(p.partner[i]), bool(p.self_mix[i]), layers))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- captions
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 0.01 or value == 0 else f"{value:.3f}"
+    return str(value)
+
+
+def describe_ops(ops: Sequence[dict | None]) -> str:
+    """``[{"op": "rotate", "degrees": -17.2}, ...]`` -> ``"rotate -17.2, ..."``."""
+    parts = []
+    for op in ops:
+        if not op:
+            continue
+        values = [_number(v) for k, v in op.items() if k != "op" and not isinstance(v, (list, dict))]
+        parts.append(" ".join([op["op"], *values]))
+    return ", ".join(parts)
+
+
+_KIND = {"add": "add", "multiply": "mul", "pixel": "pixel", "element": "elem"}
+
+
+def _pixmix_caption(p: dict) -> str:
+    lines = [f"start: {describe_ops([p['start']]) if p.get('start') else 'x'}"]
+    for k, rnd in enumerate(p.get("rounds", []), 1):
+        other = "fractal" if rnd["source"] == "fractal" else describe_ops([rnd["op"]]) or "x"
+        lines.append(f"{k}: {_KIND.get(rnd['kind'], rnd['kind'])} {other}")
+    if p.get("fractal"):
+        lines.append(p["fractal"])
+    return "\n".join(lines)
+
+
+def _ipmix_caption(p: dict) -> str:
+    lines = []
+    for k, chain in enumerate(p.get("chains", []), 1):
+        if chain["level"] == "image":
+            lines.append(f"c{k} image: {describe_ops(chain['ops']) or '-'}")
+        else:
+            patches = [f"{pt['size']}{'sq' if pt['shape'] == 'square' else 'scar'} {_KIND.get(pt['kind'], pt['kind'])}"
+                       for pt in chain["patches"]]
+            lines.append(f"c{k} P: {', '.join(patches) or '-'}")
+    weights = "/".join(f"{w:.2f}" for w in p.get("weights", []))
+    lines.append(f"w {weights}, m {p.get('skip', 0):.2f}")
+    if p.get("fractal"):
+        lines.append(p["fractal"])
+    return "\n".join(lines)
+
+
+def _layermix_caption(p: dict) -> str:
+    lines = [f"output {p['output']}: {p['op']}"]
+    stages = [describe_ops([s]).removeprefix(p["op"]).strip() for s in p.get("stages", [])]
+    if any(stages):
+        lines.append(f"mag {', '.join(s or '-' for s in stages)}")
+    blends = [b["kind"] + (f" t {b['threshold']:.2f}" if "threshold" in b else "") for b in p.get("blends", [])]
+    if blends:
+        lines.append(f"blends: {', '.join(blends)}")
+    if p.get("fractal"):
+        lines.append(p["fractal"])
+    return "\n".join(lines)
+
+
+_CAPTIONS = {"pixmix": _pixmix_caption, "ipmix": _ipmix_caption, "layermix": _layermix_caption}
+
+
+def _short_prompt(sample: DiffuseMixSample, editor) -> str:
+    """The library entry the edit used (``sunset``), else the full prompt."""
+    index = (sample.params.get("edit") or {}).get("prompt_index")
+    library = getattr(editor, "library", None)
+    return library.prompts[index] if index is not None and library is not None else sample.prompt
+
+
+# ---------------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class Section:
+    """A method's part of a sheet: a heading, rows of tiles, and the sheet-level note."""
+
+    heading: str
+    rows: list[list[Tile]]
+    note: str = ""
+    uses_fractals: bool = False
+
+
+def _original_tile(o: Original) -> Tile:
+    return Tile(o.image, f"original {o.key}\n{o.title}")
+
+
+def method_section(
+    name: str,
+    originals: Sequence[Original],
+    samples: int,
+    *,
+    seed: int = 0,
+    fractals=None,
+    editor=None,
+    captions: bool = False,
+) -> Section:
+    """Run ``name`` on the originals and lay out its tiles: per original a row of the original
+    and ``samples`` results (DiffuseMix: one row per sample with its six stages)."""
+    if name in MIXING:
+        results = mixing_samples(name, originals, samples, seed=seed, fractals=fractals)
+        describe = _CAPTIONS[name]
+        rows = [[_original_tile(o)] + [Tile(img, f"replica {r}" + (f"\n{describe(p)}" if captions else ""))
+                                       for r, (img, p) in enumerate(row)]
+                for o, row in zip(originals, results, strict=True)]
+        return Section(TITLES[name], rows, uses_fractals=True)
+    if name == "augmix":
+        results = augmix_samples(originals, samples, seed=seed)
+        detail = "\nseverity 3, width 3, depth 1-3" if captions else ""
+        rows = [[_original_tile(o)] + [Tile(img, f"replica {r}{detail}") for r, img in enumerate(row)]
+                for o, row in zip(originals, results, strict=True)]
+        return Section(TITLES[name], rows)
+    if name == "miamix":
+        return _miamix_section(originals, samples, seed=seed, captions=captions)
+    if name == "diffusemix":
+        if editor is None:
+            raise ValueError("DiffuseMix needs an editor (see load_editor)")
+        return _diffusemix_section(originals, samples, editor, seed=seed, fractals=fractals, captions=captions)
+    raise ValueError(f"unknown method {name!r}; expected one of {PREVIEW_METHODS}")
+
+
+def _miamix_section(originals, samples, *, seed, captions) -> Section:
+    results = miamix_samples(originals, samples, seed=seed)
+    rows = []
+    for i, (o, row) in enumerate(zip(originals, results, strict=True)):
+        tiles = [_original_tile(o)]
+        for draw, s in enumerate(row):
+            partner = originals[s.partner]
+            if s.self_mix:  # with an augmented copy of itself (MiAMix Sec. 3.2.1)
+                weights = f"self-mix {s.lam:.2f} + {1 - s.lam:.2f} augmented copy: 1.00 {o.class_name}"
+            else:
+                weights = f"{s.lam:.2f} {o.class_name} + {1 - s.lam:.2f} {partner.class_name}"
+            text = f"batch {draw}: {weights}"
+            if captions:
+                layers = [n + ("+rot" if aug else "") + (f"+smooth{w}" if w else "") for n, aug, w in s.layers]
+                text += f"\nmask: {' x '.join(layers)}"
+                if not s.self_mix and s.partner != i:
+                    text += f"\npartner {partner.key}"
+            tiles.append(Tile(s.image, text))
+        rows.append(tiles)
+    note = ("MiAMix mixes a batch: the originals shown form one batch, mixed once per column; "
+            "captions give the label weights of the mixed image.")
+    return Section(TITLES["miamix"], rows, note)
+
+
+def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions) -> Section:
+    results = diffusemix_samples(originals, samples, editor, seed=seed, fractals=fractals)
+    rows = []
+    for o, row in zip(originals, results, strict=True):
+        for r, s in enumerate(row):
+            if s.reason:
+                rows.append([_original_tile(o), Tile(s.generated, f"generated (quarantined: {s.reason})")])
+                continue
+            lam = s.params.get("lambda", 0.2)
+            if captions:
+                texts = [f"input {o.key}\n{o.title}", f"generated r{r}\nprompt: {_short_prompt(s, editor)}",
+                         f"mask: {s.params['mask']} half\nwhite keeps the original", "hybrid",
+                         f"fractal\n{s.params['fractal']}", f"final\nlambda {_number(lam)}"]
+            else:
+                texts = [f"input {o.key}", f"generated r{r}", "mask", "hybrid", "fractal", "final"]
+            images = [s.input, s.generated, s.mask, s.hybrid, s.fractal, s.final]
+            rows.append([Tile(img, text) for img, text in zip(images, texts, strict=True)])
+    model = getattr(editor, "model_name", "?")
+    settings = getattr(editor, "settings", None)
+    how = f"{settings.steps} steps at {settings.resolution} px" if settings is not None else ""
+    note = f"Edits by {model} ({how}, {getattr(getattr(editor, 'device', None), 'type', '?')})."
+    from raymix.models.random_pipelines import RANDOM_MODELS
+
+    if model in RANDOM_MODELS:
+        note = (f"The editor is {model!r}, an InstructPix2Pix with RANDOM weights ({how}): the 'generated' "
+                "column is noise-like, a stand-in for a real edit. Run with the real model "
+                "(--editor timbrooks/instruct-pix2pix, on a GPU) to see true DiffuseMix images.")
+    return Section(TITLES["diffusemix"], rows, note, uses_fractals=True)
