@@ -120,7 +120,8 @@ def hybrid_fractal_blend(originals: torch.Tensor, generated: torch.Tensor, fract
         _axis(kind)
     weights = torch.as_tensor(lam, dtype=torch.float64).reshape(-1).expand(n).tolist()
     if x.device.type != "cpu":
-        return unbatch(fractal_blend(hybrid(x, g, kinds), f, weights), added)
+        blended = fractal_blend(hybrid(x, g, kinds), f, weights)
+        return unbatch(blended if out is None else out.copy_(blended), added)
     # Channels-last (copies only for other layouts); per image: the two halves converted into a
     # float buffer, blended with the fractal, rounded half up by adding 0.5 and truncating (the
     # blend is convex). NumPy views keep the per-image bookkeeping cheap.

@@ -88,25 +88,6 @@ def to_channels_last(images: torch.Tensor) -> torch.Tensor:
     return nhwc(images).permute(0, 3, 1, 2)
 
 
-def take(images: torch.Tensor, index: Sequence[int]) -> torch.Tensor:
-    """``images[index]`` for a batch (a new batch in the same memory format): on the CPU one
-    NumPy gather of whole images rather than torch's strided copy of channels-last slices."""
-    index = list(index)
-    if images.device.type != "cpu" or not is_channels_last(images):
-        return images[index] if index else images[:0].clone()
-    picked = np.take(nhwc(images).detach().numpy(), index, axis=0)
-    return torch.from_numpy(picked).permute(0, 3, 1, 2)
-
-
-def put(out: torch.Tensor, index: Sequence[int], values: torch.Tensor) -> None:
-    """``out[index] = values`` for batches (the inverse of :func:`take`)."""
-    index = list(index)
-    if out.device.type != "cpu" or not is_channels_last(out):
-        out[index] = values.to(out.device)
-        return
-    nhwc(out).numpy()[index] = nhwc(values).detach().numpy()
-
-
 def stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
     """Stack same-shaped ``(C, H, W)`` images into a batch, channels-last when they are."""
     images = list(images)
