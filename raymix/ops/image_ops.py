@@ -1,13 +1,15 @@
 """Image-level operations with per-sample magnitudes, and the op tables of the papers.
 
 Kernels take ``uint8`` images ``(C, H, W)`` or ``(N, C, H, W)`` and one parameter per sample,
-and return ``uint8`` images of the same shape. Semantics follow PIL (which the AugMix/PixMix/IPMix
-code uses) and ``torchvision.transforms.v2.functional`` (which LayerMix uses); torchvision's
-kernels are used directly where a parameter is shared by the whole batch.
+and return ``uint8`` images of the same shape and memory format (see :mod:`raymix.ops.tensors`;
+the CPU paths are written for channels-last batches and use NumPy or Pillow where those are
+faster than torch on ``uint8``). Semantics follow PIL (which the AugMix/PixMix/IPMix code uses)
+and ``torchvision.transforms.v2.functional`` (which LayerMix uses).
 
 Op tables map an op name to an :class:`ImageOp`: how to draw its parameters from a severity or
-magnitude (``sample``) and how to apply it to a batch (``apply``). :func:`apply_ops` runs a batch
-where every sample has its own op, calling each op once on its sub-batch.
+magnitude (``sample``) and how to apply it to a batch (``apply``). :func:`map_ops` (a list of
+images) and :func:`apply_ops` (a batch) run a different op per sample, calling each op once on
+its sub-batch.
 
 - :data:`AUGMIX_OPS` -- the AugMix set used by PixMix and IPMix: autocontrast, equalize,
   posterize, rotate, solarize, shear_x, shear_y, translate_x, translate_y (ops that overlap
@@ -33,9 +35,9 @@ from functools import partial
 
 import numpy as np
 import torch
-from PIL import Image
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
+from PIL import Image
 
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import (

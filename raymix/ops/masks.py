@@ -107,7 +107,7 @@ def hybrid_fractal_blend(originals: torch.Tensor, generated: torch.Tensor, fract
                          kinds: Sequence[str] | str, lam=0.20, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``fractal_blend(hybrid(originals, generated, kinds), fractals, lam)`` for the binary masks,
     without building the hybrid: each half is blended straight from the image it comes from.
-    ``out``: a channels-last ``uint8`` batch of the same shape to write into (CPU)."""
+    ``out``: a ``uint8`` batch of the same shape to write into (channels-last on the CPU)."""
     x, g, added = _pair(originals, generated, "original", "generated")
     f, _ = as_batch(fractals)
     require_uint8(f, "fractal")
@@ -133,7 +133,7 @@ def hybrid_fractal_blend(originals: torch.Tensor, generated: torch.Tensor, fract
             raise ValueError("out must be a channels-last uint8 batch shaped like the originals")
         result = nhwc(out)
     dst = result.numpy()
-    buf, fbuf = torch.empty(result.shape[1:], dtype=torch.float32), torch.empty(result.shape[1:], dtype=torch.float32)
+    buf, fbuf = (torch.empty(result.shape[1:], dtype=torch.float32) for _ in range(2))
     b, fb = buf.numpy(), fbuf.numpy()
     halves = {"left": (np.s_[:, : w // 2], np.s_[:, w // 2:]), "top": (np.s_[: h // 2], np.s_[h // 2:])}
     halves["right"], halves["bottom"] = halves["left"], halves["top"]

@@ -7,8 +7,7 @@ format. The methods work channels-last throughout, so a Ray batch goes in and co
 transpose. Float images are ``float32`` in ``[0, 1]`` (torchvision's convention).
 
 Some conversions take a NumPy path on the CPU because torch's are several times slower there for
-``uint8`` (float -> ``uint8`` casts, interleaving channels, gathering images); results are
-identical.
+``uint8`` (float -> ``uint8`` casts, interleaving channels); results are identical.
 """
 
 from __future__ import annotations
