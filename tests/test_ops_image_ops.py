@@ -170,9 +170,8 @@ def test_sample_op_draws_uniformly_from_the_table():
     assert_frequencies(names, {name: 1 / 9 for name in ops.AUGMIX_OPS})
 
 
-def test_apply_ops_calls_each_op_once_per_batch(image):
-    calls = []
-
+def _counting(table, calls):
+    """``table`` with each op recording ``(name, batch size)`` in ``calls`` when applied."""
     def counting(op):
         def apply(images, params):
             calls.append((op.name, images.shape[0]))
@@ -180,7 +179,12 @@ def test_apply_ops_calls_each_op_once_per_batch(image):
 
         return ops.ImageOp(op.name, op.sample, apply)
 
-    table = {k: counting(v) for k, v in ops.AUGMIX_OPS.items()}
+    return {k: counting(v) for k, v in table.items()}
+
+
+def test_apply_ops_calls_each_op_once_per_batch(image):
+    calls = []
+    table = _counting(ops.AUGMIX_OPS, calls)
     d = Draws(torch.Generator().manual_seed(0))
     batch = image[None].repeat(12, 1, 1, 1)
     chosen = [ops.sample_op(table, d, 3, (90, 120), name) for name in
@@ -231,15 +235,7 @@ def test_grayscale_is_torchvisions_exactly(image):
 
 def test_map_ops_runs_a_repeated_op_on_the_same_image_once(image):
     calls = []
-
-    def counting(op):
-        def apply(images, params):
-            calls.append((op.name, images.shape[0]))
-            return op.apply(images, params)
-
-        return ops.ImageOp(op.name, op.sample, apply)
-
-    table = {k: counting(v) for k, v in ops.LAYERMIX_OPS.items()}
+    table = _counting(ops.LAYERMIX_OPS, calls)
     other = image.flip(-1)
     out = ops.map_ops([image, image, other, image], [{"op": "equalize"}, {"op": "equalize"}, {"op": "equalize"},
                                                      {"op": "rotate", "degrees": 3.0}], table)
