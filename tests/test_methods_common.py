@@ -39,6 +39,22 @@ def test_same_bytes_whatever_the_batch_or_chunk_size(name):
     assert not torch.equal(whole, x)
 
 
+@pytest.mark.parametrize("name", ONE_IMAGE_METHODS + ["diffusemix"])
+def test_same_bytes_whatever_the_memory_format_which_the_output_keeps(name):
+    x = smooth_images(6, size=32, seed=2)
+    channels_last = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    method = make(name)
+    if name == "diffusemix":
+        edited = x.flip(-1).contiguous()
+        a, infos_a = method.mix(x, edited, generators(6))
+        b, infos_b = method.mix(channels_last, edited, generators(6))
+    else:
+        a, infos_a = method.augment(x, generators(6))
+        b, infos_b = method.augment(channels_last, generators(6))
+    assert torch.equal(a, b) and infos_a == infos_b
+    assert a.is_contiguous() and b.permute(0, 2, 3, 1).is_contiguous()
+
+
 @pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
 def test_params_are_json_and_name_the_method(name):
     _, infos = make(name).augment(smooth_images(5, 32), generators(5))
@@ -70,6 +86,15 @@ def test_ray_path_rows_per_replica_with_provenance(name):
     assert np.array_equal(out["image"][5], expected[0].permute(1, 2, 0).numpy())
     # replicas differ from each other
     assert not np.array_equal(out["image"][0], out["image"][1])
+
+
+@pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
+def test_ray_path_never_writes_its_input_and_returns_new_memory(name):
+    batch = rows(5, readonly=False)  # writable: the method works on a view of it
+    before = batch["image"].copy()
+    out = make(name, replicas=1)(batch)
+    assert np.array_equal(batch["image"], before)
+    assert not np.shares_memory(out["image"], batch["image"])
 
 
 @pytest.mark.parametrize("name", ONE_IMAGE_METHODS)

@@ -6,6 +6,7 @@ import torch
 from freqs import assert_frequencies, assert_mean
 from raymix.ops import blends
 from raymix.ops.rng import Draws, child_generator
+from raymix.ops.tensors import to_uint8
 
 
 def _images(n=3, seed=0, size=(3, 12, 10)):
@@ -110,3 +111,46 @@ def test_sample_blend_records_what_it_drew():
     assert 0 <= q["threshold"] < 1 and isinstance(q["mask_seed"], int)
     with pytest.raises(ValueError):
         blends.sample_blend("screen", d, 3.0)
+
+
+def _channels_last(x):
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+def test_blend_chain_equals_rounds_of_blend_one_rounded_once():
+    g = torch.Generator().manual_seed(8)
+    d = Draws(torch.Generator().manual_seed(9))
+    total = same = 0
+    for trial in range(60):
+        x, *ys = _channels_last(torch.randint(0, 256, (5, 3, 12, 10), dtype=torch.uint8, generator=g))
+        ys[0][0, :2] = 0  # zeros exercise log(0) and the clamp of the second image
+        steps = []
+        for y in ys[: d.randint(1, 5)]:
+            kind = d.choice(blends.BLENDS)
+            steps.append((kind, y, blends.sample_blend(kind, d, 3.0)))
+        expected = x
+        for kind, y, p in steps:  # the reference: floats between rounds, selections on uint8
+            expected = blends.blend_one(kind, to_uint8(expected) if kind in ("pixel", "element") else expected,
+                                        y, p, float_out=True)
+        expected = to_uint8(expected)
+        out = blends.blend_chain(x, steps)
+        assert out.dtype == torch.uint8 and out.shape == x.shape
+        assert (out.int() - expected.int()).abs().max() <= 1  # float rounding, at ties only
+        total += out.numel()
+        same += (out == expected).sum().item()
+        target = torch.empty_like(x)
+        assert blends.blend_chain(x, steps, out=target) is target and torch.equal(target, out)
+    assert same / total > 0.999
+    x = _channels_last(torch.randint(0, 256, (1, 3, 4, 4), dtype=torch.uint8, generator=g))[0]
+    unchanged = blends.blend_chain(x, [])
+    assert torch.equal(unchanged, x) and unchanged.data_ptr() != x.data_ptr()
+
+
+def test_select_into_is_blend_one_in_place():
+    g = torch.Generator().manual_seed(10)
+    for kind, threshold in (("pixel", 0.3), ("element", 0.7), ("pixel", 0.0), ("element", 1.0)):
+        x, y = _channels_last(torch.randint(0, 256, (2, 3, 70, 80), dtype=torch.uint8, generator=g))
+        params = {"kind": kind, "threshold": threshold, "mask_seed": 21}
+        expected = blends.blend_one(kind, x, y, params)
+        assert blends.select_into_(x, y, kind, params) is x
+        assert torch.equal(x, expected)

@@ -9,6 +9,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from freqs import assert_frequencies
 from raymix.ops import image_ops as ops
 from raymix.ops.rng import Draws
+from raymix.ops.tensors import is_channels_last
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +170,8 @@ def test_sample_op_draws_uniformly_from_the_table():
     assert_frequencies(names, {name: 1 / 9 for name in ops.AUGMIX_OPS})
 
 
-def test_apply_ops_calls_each_op_once_per_batch(image):
-    calls = []
-
+def _counting(table, calls):
+    """``table`` with each op recording ``(name, batch size)`` in ``calls`` when applied."""
     def counting(op):
         def apply(images, params):
             calls.append((op.name, images.shape[0]))
@@ -179,7 +179,12 @@ def test_apply_ops_calls_each_op_once_per_batch(image):
 
         return ops.ImageOp(op.name, op.sample, apply)
 
-    table = {k: counting(v) for k, v in ops.AUGMIX_OPS.items()}
+    return {k: counting(v) for k, v in table.items()}
+
+
+def test_apply_ops_calls_each_op_once_per_batch(image):
+    calls = []
+    table = _counting(ops.AUGMIX_OPS, calls)
     d = Draws(torch.Generator().manual_seed(0))
     batch = image[None].repeat(12, 1, 1, 1)
     chosen = [ops.sample_op(table, d, 3, (90, 120), name) for name in
@@ -191,3 +196,50 @@ def test_apply_ops_calls_each_op_once_per_batch(image):
     for i, op in enumerate(chosen):
         if op is not None:
             assert torch.equal(out[i], ops.apply_ops(image[None], [op], ops.AUGMIX_OPS)[0])
+
+
+def _channels_last(x):
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+_TABLES = {"augmix": (ops.AUGMIX_ALL_OPS, 3.0), "ipmix-code": (ops.IPMIX_CODE_OPS, 3.0),
+           "layermix": (ops.LAYERMIX_OPS, 8.0)}
+
+
+@pytest.mark.parametrize("table,name", [(t, n) for t, (ops_, _) in _TABLES.items() for n in ops_])
+def test_ops_give_the_same_bytes_in_either_memory_format_and_keep_it(image, table, name):
+    ops_, level = _TABLES[table]
+    d = Draws(torch.Generator().manual_seed(1))
+    batch = torch.stack([image, image.flip(-1), image.flip(-2)])
+    params = [ops.sample_op(ops_, d, level, (90, 120), name) for _ in range(3)]
+    contiguous = ops_[name].apply(batch, params)
+    channels_last = ops_[name].apply(_channels_last(batch), params)
+    assert torch.equal(contiguous, channels_last)
+    assert contiguous.is_contiguous() and is_channels_last(channels_last)
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("factor", [0.03, -0.02, 0.27, -0.3, 2.5])
+def test_shears_match_the_bilinear_grid(image, factor, center):
+    h, w = image.shape[-2:]
+    for fn, mat in ((ops.shear_x, [[1.0, factor, -factor * (h / 2 if center else 0)], [0.0, 1.0, 0.0]]),
+                    (ops.shear_y, [[1.0, 0.0, 0.0], [factor, 1.0, -factor * (w / 2 if center else 0)]])):
+        d = _diff(fn(image, factor, center=center), ops.affine(image, [mat]))
+        assert d.max() <= 1 and (d > 0).float().mean() < 0.03  # float rounding of the weights, at ties
+
+
+def test_grayscale_is_torchvisions_exactly(image):
+    batch = _channels_last(torch.stack([image, image.flip(-1)]))
+    assert torch.equal(ops.grayscale(batch), TF.rgb_to_grayscale(batch.contiguous(), num_output_channels=3))
+
+
+def test_map_ops_runs_a_repeated_op_on_the_same_image_once(image):
+    calls = []
+    table = _counting(ops.LAYERMIX_OPS, calls)
+    other = image.flip(-1)
+    out = ops.map_ops([image, image, other, image], [{"op": "equalize"}, {"op": "equalize"}, {"op": "equalize"},
+                                                     {"op": "rotate", "degrees": 3.0}], table)
+    assert sorted(calls) == [("equalize", 2), ("rotate", 1)]  # image twice with equalize: once
+    assert out[0] is out[1] and torch.equal(out[0], ops.equalize(image))
+    assert torch.equal(out[2], ops.equalize(other)) and torch.equal(out[3], ops.rotate(image, 3.0))
+    assert ops.map_ops([image], [None], table)[0] is image

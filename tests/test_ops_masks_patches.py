@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from freqs import assert_frequencies
-from raymix.ops import masks, patches
+from raymix.ops import blends, masks, patches
 from raymix.ops.rng import Draws
 
 
@@ -110,3 +110,42 @@ def test_patch_mix_changes_only_the_box():
     same = patches.patch_mix(x, y, box, "add", {"kind": "add", "a": 1.0, "b": 0.0})
     assert torch.equal(same, x)
     assert torch.equal(x, before)  # inputs are not written
+
+
+def _channels_last(x):
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+def test_mix_patches_in_place_equals_patch_mix_one_box_at_a_time():
+    g = torch.Generator().manual_seed(4)
+    x = _channels_last(torch.randint(0, 256, (1, 3, 30, 40), dtype=torch.uint8, generator=g))[0]
+    y = _channels_last(torch.randint(0, 256, (1, 3, 30, 40), dtype=torch.uint8, generator=g))[0]
+    y[0, :5, :5] = 0  # zeros exercise the geometric mean's clamp
+    d = Draws(torch.Generator().manual_seed(5))
+    steps = []
+    for kind in ("pixel", "element", "add", "multiply", "pixel", "element") * 2:
+        _, box = patches.sample_patch_box(d, d.choice((4, 8, 16, 64)), 30, 40)
+        steps.append((y, box, kind, blends.sample_blend(kind, d, 3.0)))
+    expected = x.clone()
+    for source, box, kind, params in steps:
+        expected = patches.patch_mix(expected, source, box, kind, params)
+    before = x.clone()
+    out = patches.mix_patches_(x.clone(), steps)
+    assert torch.equal(x, before)
+    assert (out.int() - expected.int()).abs().max() <= 1  # the means may round differently at ties
+    assert (out == expected).float().mean() > 0.99
+
+
+def test_hybrid_fractal_blend_equals_fractal_blend_of_the_hybrid():
+    g = torch.Generator().manual_seed(6)
+    x, e, f = (torch.randint(0, 256, (4, 3, 9, 12), dtype=torch.uint8, generator=g) for _ in range(3))
+    kinds = ["left", "right", "top", "bottom"]
+    expected = masks.fractal_blend(masks.hybrid(x, e, kinds), f, 0.2)
+    for layout in (lambda t: t, _channels_last):
+        out = masks.hybrid_fractal_blend(layout(x), layout(e), layout(f), kinds, 0.2)
+        assert out.dtype == torch.uint8 and (out.int() - expected.int()).abs().max() <= 1
+        assert (out == expected).float().mean() > 0.99
+    target = _channels_last(torch.zeros_like(x))
+    assert masks.hybrid_fractal_blend(_channels_last(x), _channels_last(e), _channels_last(f), kinds, 0.2,
+                                      out=target) is target
+    assert torch.equal(target, masks.hybrid_fractal_blend(x, e, f, kinds, 0.2))

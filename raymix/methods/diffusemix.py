@@ -32,9 +32,9 @@ from raymix.methods.base import (
     _to_chw,
     rows_to_images,
 )
-from raymix.ops.masks import MASKS, fractal_blend, hybrid
+from raymix.ops.masks import MASKS, fractal_blend, hybrid, hybrid_fractal_blend
 from raymix.ops.rng import Draws, sample_generator
-from raymix.ops.tensors import nchw_to_nhwc, nhwc_to_nchw
+from raymix.ops.tensors import is_channels_last, nchw_to_nhwc, nhwc, nhwc_to_nchw, to_channels_last
 
 __all__ = ["DiffuseMix", "is_almost_white"]
 
@@ -103,7 +103,7 @@ class DiffuseMix(MixingMethod):
             ) -> tuple[torch.Tensor, list[dict]]:
         """Mix ``uint8`` ``(N, 3, H, W)`` originals with their edited images (resized to the
         original size if they differ). Returns the augmented batch and params per image."""
-        out, infos, _ = self._mix_all(originals, edited, generators)
+        out, infos, _ = self._mix_all(originals, edited, generators, keep_hybrids=False)
         return out, infos
 
     def augment(self, images: torch.Tensor, generators: Sequence[torch.Generator], edited: torch.Tensor | None = None
@@ -114,35 +114,47 @@ class DiffuseMix(MixingMethod):
                              "(or call mix(originals, edited, generators))")
         return self.mix(images, edited, generators)
 
-    def _mix_all(self, originals, edited, generators):
+    def _mix_all(self, originals, edited, generators, keep_hybrids: bool = True):
+        """The mixed batch (in the originals' memory format), params per image and, with
+        ``keep_hybrids``, the hybrids."""
         x = self._check_batch(originals, len(generators))
         g = self._check_batch(edited, len(generators)) if edited.shape[0] == x.shape[0] else None
         if g is None:
             raise ValueError(f"{edited.shape[0]} edited images for {x.shape[0]} originals")
         if g.shape[-2:] != x.shape[-2:]:
-            g = TF.resize(g, list(x.shape[-2:]), antialias=True).contiguous()
-        outs, infos, hybrids = [], [], []
+            g = to_channels_last(TF.resize(g, list(x.shape[-2:]), antialias=True))
+        out, hybrids, infos = torch.empty_like(x), (torch.empty_like(x) if keep_hybrids else None), []
         for start in range(0, x.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            out, info, hyb = self._mix(x[start:stop], g[start:stop], generators[start:stop])
-            outs.append(out)
+            info, hyb = self._mix(x[start:stop], g[start:stop], generators[start:stop], out[start:stop],
+                                  keep_hybrids)
+            if hybrids is not None:
+                nhwc(hybrids)[start:stop] = nhwc(hyb)
             infos.extend(info)
-            hybrids.append(hyb)
-        return torch.cat(outs), infos, torch.cat(hybrids)
+        if not is_channels_last(originals):
+            out = out.contiguous()
+            hybrids = None if hybrids is None else hybrids.contiguous()
+        return out, infos, hybrids
 
-    def _mix(self, x, g, generators):
+    def _mix(self, x, g, generators, out, keep_hybrid: bool = True):
+        """Mix a chunk into ``out``; returns params per image and the hybrids (if kept)."""
         n, _, h, w = x.shape
         if self.reject_white:
             for i in range(n):
                 if is_almost_white(g[i]):
                     raise ValueError("generated image is almost all white (discarded, as in the public code)")
         plans = [self.plan(Draws(gen)) for gen in generators]
-        hybrids = hybrid(x, g, [p["mask"] for p in plans], seam=self.seam)
+        kinds = [p["mask"] for p in plans]
         fractals, ids = self.sample_fractals([p["fractal_seed"] for p in plans], h, w, x.device)
-        out = fractal_blend(hybrids, fractals, self.lam)
+        if keep_hybrid or self.seam > 0:
+            hybrids = hybrid(x, g, kinds, seam=self.seam)
+            nhwc(out)[:] = nhwc(fractal_blend(hybrids, fractals, self.lam))
+        else:
+            hybrids = None
+            hybrid_fractal_blend(x, g, fractals, kinds, self.lam, out=out)
         infos = [{"method": self.name, **self.config(), "mask": p["mask"], "fractal": fid}
                  for p, fid in zip(plans, ids, strict=True)]
-        return out, infos, hybrids
+        return infos, hybrids
 
     # ------------------------------------------------------------------ torchvision-style
 
@@ -203,7 +215,7 @@ class DiffuseMix(MixingMethod):
                 x, e = nhwc_to_nchw(blocks[0]), nhwc_to_nchw(blocks[1])
             else:
                 x, e = _to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows])
-            out, infos, hyb = self._mix_all(x, e, gens)
+            out, infos, hyb = self._mix_all(x, e, gens, keep_hybrids=self.keep_intermediates)
             out_hwc = nchw_to_nhwc(out)
             hyb_hwc = nchw_to_nhwc(hyb) if self.keep_intermediates else [None] * len(rows)
             return dict(zip(rows, zip(out_hwc, infos, hyb_hwc, strict=True), strict=True)), out_hwc

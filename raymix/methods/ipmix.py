@@ -25,10 +25,10 @@ import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import BLENDS, sample_blend
-from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, apply_ops, sample_op
-from raymix.ops.patches import patch_mix_, sample_patch_box
+from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, map_ops, sample_op
+from raymix.ops.patches import mix_patches_, sample_patch_box
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import stack, to_uint8
+from raymix.ops.tensors import round_to_uint8, stack
 
 __all__ = ["IPMix"]
 
@@ -67,7 +67,7 @@ class IPMix(MixingMethod):
                  beta: float | None = None, severity: float | None = None,
                  patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
                  seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
-                 size: int | None = None, chunk_size: int = 8):
+                 size: int | None = None, chunk_size: int = 32):
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
         p = choose_preset(PRESETS, preset)
@@ -119,18 +119,18 @@ class IPMix(MixingMethod):
         plans = [self.plan(Draws(g), (h, w)) for g in generators]
         chain_out: dict[tuple[int, int], torch.Tensor] = {}
 
+        images = list(x)
         # Image-level chains: op number s of every chain in one grouped pass.
         image_chains = [(i, c) for i, p in enumerate(plans) for c, ch in enumerate(p["chains"])
                         if ch["level"] == "image" and ch["ops"]]
-        state = {ic: x[ic[0]] for ic in image_chains}
+        state = {ic: images[ic[0]] for ic in image_chains}
         for s in range(self.t):
             active = [ic for ic in image_chains if len(plans[ic[0]]["chains"][ic[1]]["ops"]) > s]
             if not active:
                 break
-            out = apply_ops(stack([state[ic] for ic in active]),
-                            [plans[i]["chains"][c]["ops"][s] for i, c in active], self.ops)
-            for j, ic in enumerate(active):
-                state[ic] = out[j]
+            out = map_ops([state[ic] for ic in active], [plans[i]["chains"][c]["ops"][s] for i, c in active],
+                          self.ops)
+            state.update(zip(active, out, strict=True))
         chain_out.update(state)
 
         # P-level chains: patch sources first (augmented copies and fractals), then the patches.
@@ -138,26 +138,22 @@ class IPMix(MixingMethod):
                         if ch["level"] == "P" and ch["patches"]]
         copies = [(i, c, q) for i, c in patch_chains
                   for q, patch in enumerate(plans[i]["chains"][c]["patches"]) if patch["source"] == "augmented"]
-        copy_of = {}
-        if copies:
-            out = apply_ops(stack([x[i] for i, _, _ in copies]),
-                            [plans[i]["chains"][c]["patches"][q]["op"] for i, c, q in copies], self.ops)
-            copy_of = {key: out[j] for j, key in enumerate(copies)}
+        copy_of = dict(zip(copies, map_ops([images[i] for i, _, _ in copies],
+                                           [plans[i]["chains"][c]["patches"][q]["op"] for i, c, q in copies],
+                                           self.ops), strict=True))
         need = sorted({i for i, c in patch_chains
                        if any(pt["source"] == "fractal" for pt in plans[i]["chains"][c]["patches"])})
         fractal_of, fractal_ids = {}, {}
         if need:
-            images, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in need], h, w, x.device)
-            fractal_of = {i: images[j] for j, i in enumerate(need)}
+            fractals, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in need], h, w, x.device)
+            fractal_of = {i: fractals[j] for j, i in enumerate(need)}
             fractal_ids = {i: ids[j] for j, i in enumerate(need)}
         for i, c in patch_chains:
-            img = x[i].clone()
-            for q, patch in enumerate(plans[i]["chains"][c]["patches"]):
-                source = copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i]
-                patch_mix_(img, source, tuple(patch["box"]), patch["kind"], patch)
-            chain_out[(i, c)] = img
+            steps = [(copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i], patch["box"],
+                      patch["kind"], patch) for q, patch in enumerate(plans[i]["chains"][c]["patches"])]
+            chain_out[(i, c)] = mix_patches_(images[i].clone(), steps)
 
-        outs = [self._combine(x[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
+        outs = [self._combine(images[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
         infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
         return stack(outs), infos
 
@@ -166,11 +162,11 @@ class IPMix(MixingMethod):
         """``(1 - m) * x + m * sum_i w_i * chain_i``; unchanged chains fold into x's weight."""
         m = plan["skip"]
         own = (1.0 - m) + m * sum(wi for wi, ch in zip(plan["weights"], chains, strict=True) if ch is None)
-        acc = torch.mul(x, own / 255.0)
+        acc = x.float().mul_(own)
         for wi, ch in zip(plan["weights"], chains, strict=True):
             if ch is not None:
-                acc.add_(ch, alpha=m * wi / 255.0)
-        return to_uint8(acc)
+                acc.add_(ch.float(), alpha=m * wi)
+        return round_to_uint8(acc, clip=False)  # convex weights: stays in [0, 255]
 
     def _info(self, plan: dict, fractal_id: str | None) -> dict:
         return {"method": self.name, **self.config(), "weights": plan["weights"], "skip": plan["skip"],

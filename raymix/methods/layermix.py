@@ -24,10 +24,10 @@ from collections.abc import Sequence
 import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod
-from raymix.ops.blends import BLENDS, blend_one, sample_blend
-from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops, sample_op
+from raymix.ops.blends import BLENDS, blend_chain, sample_blend
+from raymix.ops.image_ops import LAYERMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import stack, to_uint8
+from raymix.ops.tensors import stack
 
 __all__ = ["LayerMix", "LAYERMIX_BLEND_WEIGHTS", "LAYERMIX_CODE_OPS"]
 
@@ -58,7 +58,7 @@ class LayerMix(MixingMethod):
 
     def __init__(self, *, magnitude: float = 8, beta: float = 3.0, ops: Sequence[str] | None = None,
                  blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
                          chunk_size=chunk_size)
         names = tuple(LAYERMIX_OPS) if ops is None else tuple(ops)
@@ -95,39 +95,35 @@ class LayerMix(MixingMethod):
             stages.append(sample_op(self.ops, draws, self.magnitude, size, name))
         return {"step": step, "op": name, "stages": stages, "blends": blends, "fractal_seed": draws.seed()}
 
-    def _blend(self, plan: dict, stage: int, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """One image's blend ``stage``: clip(blend(first, second))."""
-        params = plan["blends"][stage]
-        if params["kind"] in ("pixel", "element"):
-            first = to_uint8(first)  # selection commutes with rounding: select in uint8
-        # The means stay float, as the reference keeps floats between stages.
-        return blend_one(params["kind"], first, second, params, float_out=True)
-
     def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
         n, _, h, w = x.shape
         plans = [self.plan(Draws(g), (h, w)) for g in generators]
+        images = list(x)
 
-        result = list(apply_ops(x, [p["stages"][0] for p in plans], self.ops))
-
+        # f(x) and, for samples 2 and 3, the second f(x), in one grouped pass (an op without
+        # parameters, e.g. equalize, gives the same image twice and runs once).
         two = [i for i, p in enumerate(plans) if p["step"] >= 1]
-        if two:
-            copies = apply_ops(stack([x[i] for i in two]), [plans[i]["stages"][1] for i in two], self.ops)
-            for j, i in enumerate(two):
-                result[i] = self._blend(plans[i], 0, result[i], copies[j])
-
+        both = map_ops(images + [images[i] for i in two],
+                       [p["stages"][0] for p in plans] + [plans[i]["stages"][1] for i in two], self.ops)
+        result, copies = both[:n], both[n:]
         three = [i for i, p in enumerate(plans) if p["step"] == 2]
-        fractal_ids = {}
+        fractal_of, fractal_ids = {}, {}
         if three:
             fractals, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in three], h, w, x.device)
+            fractal_of = dict(zip(three, fractals, strict=True))
             fractal_ids = dict(zip(three, ids, strict=True))
-            blended = [to_uint8(self._blend(plans[i], 1, result[i], fractals[j])) for j, i in enumerate(three)]
-            final = apply_ops(stack(blended), [plans[i]["stages"][2] for i in three], self.ops)
-            for j, i in enumerate(three):
-                result[i] = final[j]
+        # Sample 2 = clip(blend(f(x), f(x))); sample 3 blends it on with the fractal. The means stay
+        # float between the two blends, as the reference keeps floats between stages.
+        for j, i in enumerate(two):
+            steps = [(plans[i]["blends"][0]["kind"], copies[j], plans[i]["blends"][0])]
+            if i in fractal_of:
+                steps.append((plans[i]["blends"][1]["kind"], fractal_of[i], plans[i]["blends"][1]))
+            result[i] = blend_chain(result[i], steps)
+        final = map_ops([result[i] for i in three], [plans[i]["stages"][2] for i in three], self.ops)
+        for j, i in enumerate(three):
+            result[i] = final[j]
 
-        out = torch.empty_like(x)
-        for i, r in enumerate(result):
-            out[i] = to_uint8(r)
+        out = stack(result)
         infos = [{"method": self.name, **self.config(), "output": p["step"] + 1, "op": p["op"],
                   "stages": p["stages"], "blends": p["blends"], "fractal": fractal_ids.get(i)}
                  for i, p in enumerate(plans)]

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
-from raymix.ops.blends import blend_one, sample_blend
-from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, apply_ops, sample_op
+from raymix.ops.blends import blend_chain, sample_blend
+from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import stack, to_uint8
 
 __all__ = ["PixMix"]
 
@@ -54,7 +53,7 @@ class PixMix(MixingMethod):
 
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
+                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         p = choose_preset(PRESETS, preset)
         super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
                          size=size, chunk_size=chunk_size)
@@ -94,23 +93,20 @@ class PixMix(MixingMethod):
                 if op is not None:
                     slots.append((i, slot))
                     ops.append(op)
-        augmented = {}
-        if ops:
-            out = apply_ops(stack([x[i] for i, _ in slots]), ops, self.ops)
-            augmented = {s: out[j] for j, s in enumerate(slots)}
+        images = list(x)
+        copies = map_ops([images[i] for i, _ in slots], ops, self.ops)
+        augmented = dict(zip(slots, copies, strict=True))
 
         fractal_of, fractal_ids = self._fractals_for(plans, x)
 
         # Blends run image by image: per-image weights are Python floats and the float chain
-        # stays in cache, which beats stacking groups on the CPU.
+        # stays in cache, which beats stacking groups on the CPU. The chain stays float between
+        # rounds, as in the reference code, and is rounded once at the end.
         out = torch.empty_like(x)
         for i, p in enumerate(plans):
-            mixed = augmented.get((i, "start"), x[i])
-            for r, rd in enumerate(p["rounds"]):
-                other = augmented[(i, r)] if rd["source"] == "augmented" else fractal_of[i]
-                # The chain stays float between rounds, as in the reference code.
-                mixed = blend_one(rd["blend"]["kind"], mixed, other, rd["blend"], float_out=True)
-            out[i] = to_uint8(mixed)
+            steps = [(rd["blend"]["kind"], augmented[(i, r)] if rd["source"] == "augmented" else fractal_of[i],
+                      rd["blend"]) for r, rd in enumerate(p["rounds"])]
+            blend_chain(augmented.get((i, "start"), images[i]), steps, out=out[i])
         infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
         return out, infos
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from raymix.ops.tensors import as_batch, require_uint8, round_to_uint8, unbatch
+from raymix.ops.tensors import as_batch, from_nhwc, is_channels_last, nhwc, require_uint8, round_to_uint8, unbatch
 
-__all__ = ["MASKS", "mask_profile", "concat_mask", "hybrid", "fractal_blend"]
+__all__ = ["MASKS", "mask_profile", "concat_mask", "hybrid", "fractal_blend", "hybrid_fractal_blend"]
 
 MASKS = ("left", "right", "top", "bottom")
 
@@ -98,5 +99,50 @@ def fractal_blend(hybrids: torch.Tensor, fractals: torch.Tensor, lam=0.20) -> to
     weights = torch.as_tensor(lam, dtype=torch.float64).reshape(-1).expand(n).tolist()
     out = torch.empty_like(h)
     for i in range(n):  # image by image: float temporaries stay in cache
-        round_to_uint8(torch.lerp(h[i].float(), f[i].float(), weights[i]), out=out[i])
+        round_to_uint8(torch.lerp(h[i].float(), f[i].float(), weights[i]), out=out[i], clip=False)  # convex
     return unbatch(out, added)
+
+
+def hybrid_fractal_blend(originals: torch.Tensor, generated: torch.Tensor, fractals: torch.Tensor,
+                         kinds: Sequence[str] | str, lam=0.20, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``fractal_blend(hybrid(originals, generated, kinds), fractals, lam)`` for the binary masks,
+    without building the hybrid: each half is blended straight from the image it comes from.
+    ``out``: a ``uint8`` batch of the same shape to write into (channels-last on the CPU)."""
+    x, g, added = _pair(originals, generated, "original", "generated")
+    f, _ = as_batch(fractals)
+    require_uint8(f, "fractal")
+    if f.shape != x.shape:
+        raise ValueError(f"fractal {tuple(f.shape)} and original {tuple(x.shape)} differ in shape")
+    n, _, h, w = x.shape
+    if isinstance(kinds, str):
+        kinds = [kinds] * n
+    for kind in kinds:
+        _axis(kind)
+    weights = torch.as_tensor(lam, dtype=torch.float64).reshape(-1).expand(n).tolist()
+    if x.device.type != "cpu":
+        blended = fractal_blend(hybrid(x, g, kinds), f, weights)
+        return unbatch(blended if out is None else out.copy_(blended), added)
+    # Channels-last (copies only for other layouts); per image: the two halves converted into a
+    # float buffer, blended with the fractal, rounded half up by adding 0.5 and truncating (the
+    # blend is convex). NumPy views keep the per-image bookkeeping cheap.
+    xs, gs, fs = (nhwc(t).numpy() for t in (x, g, f))
+    if out is None:
+        result = torch.empty((n, h, w, x.shape[1]), dtype=torch.uint8)
+    else:
+        if out.shape != x.shape or out.dtype != torch.uint8 or not is_channels_last(out):
+            raise ValueError("out must be a channels-last uint8 batch shaped like the originals")
+        result = nhwc(out)
+    dst = result.numpy()
+    buf, fbuf = (torch.empty(result.shape[1:], dtype=torch.float32) for _ in range(2))
+    b, fb = buf.numpy(), fbuf.numpy()
+    halves = {"left": (np.s_[:, : w // 2], np.s_[:, w // 2:]), "top": (np.s_[: h // 2], np.s_[h // 2:])}
+    halves["right"], halves["bottom"] = halves["left"], halves["top"]
+    for i, kind in enumerate(kinds):
+        first, second = halves[kind]
+        keep, swap = (xs[i], gs[i]) if kind in ("left", "top") else (gs[i], xs[i])
+        np.copyto(b[first], keep[first])
+        np.copyto(b[second], swap[second])
+        fb[...] = fs[i]
+        torch.lerp(buf, fbuf, weights[i], out=buf)
+        np.copyto(dst[i], np.add(b, np.float32(0.5), out=b), casting="unsafe")
+    return unbatch(out if out is not None else from_nhwc(result, x), added)

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
-from raymix.ops.blends import blend_one
+from raymix.ops.blends import blend_chain, select_into_, select_into_hwc
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import require_uint8
 
-__all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix", "patch_mix_"]
+__all__ = ["PATCH_SHAPES", "square_box", "scar_box", "sample_patch_box", "patch_mix", "patch_mix_", "mix_patches_"]
 
 PATCH_SHAPES = ("square", "scar")
 
@@ -61,5 +61,28 @@ def patch_mix_(images: torch.Tensor, sources: torch.Tensor, box: Box, kind: str,
         params = [params] * batch.shape[0]
     for i, p in enumerate(params):
         region = batch[i, :, top:bottom, left:right]
-        region.copy_(blend_one(kind, region, src[i, :, top:bottom, left:right], p))
+        if kind in ("pixel", "element") and region.device.type == "cpu":
+            select_into_(region, src[i, :, top:bottom, left:right], kind, p)
+        else:
+            region.copy_(blend_chain(region, [(kind, src[i, :, top:bottom, left:right], p)]))
     return images
+
+
+def mix_patches_(image: torch.Tensor, steps: Sequence[tuple[torch.Tensor, Box, str, dict]]) -> torch.Tensor:
+    """Blend boxes of one ``uint8`` image ``(C, H, W)`` in place, one after the other:
+    ``steps[i] = (source, box, kind, params)`` as :func:`patch_mix_` for a single image. The
+    per-patch loop of IPMix's P-level chains, with the bookkeeping kept cheap (most boxes are
+    small)."""
+    require_uint8(image)
+    cpu = image.device.type == "cpu"
+    hwc = image.numpy().transpose(1, 2, 0) if cpu else None
+    for source, (top, bottom, left, right), kind, params in steps:
+        require_uint8(source, "sources")
+        if cpu and kind in ("pixel", "element"):
+            src = source.numpy().transpose(1, 2, 0)
+            select_into_hwc(hwc[top:bottom, left:right], src[top:bottom, left:right], kind == "pixel",
+                            params["threshold"], params["mask_seed"])
+        else:
+            region = image[:, top:bottom, left:right]
+            region.copy_(blend_chain(region, [(kind, source[:, top:bottom, left:right], params)]))
+    return image

@@ -74,39 +74,44 @@ class Draws:
     def __init__(self, generator: torch.Generator | None = None, block: int = 64):
         self.generator = generator
         self._block = block
-        self._buffer: list[float] = []
-        self._next = 0
+        self._values = iter(())
+
+    def _u(self) -> float:
+        """The next ``U[0, 1)`` value (the hot path of every draw)."""
+        for u in self._values:
+            return u
+        self._values = iter(torch.rand(self._block, dtype=torch.float64, generator=self.generator).tolist())
+        return next(self._values)
 
     def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
         """``U[low, high)``."""
-        if self._next == len(self._buffer):
-            self._buffer = torch.rand(self._block, dtype=torch.float64, generator=self.generator).tolist()
-            self._next = 0
-        u = self._buffer[self._next]
-        self._next += 1
-        return low + (high - low) * u
+        return low + (high - low) * self._u()
 
     def bernoulli(self, p: float = 0.5) -> bool:
-        return self.uniform() < p
+        return self._u() < p
 
     def sign(self) -> int:
         """+1 or -1 with probability 1/2 each."""
-        return -1 if self.uniform() < 0.5 else 1
+        return -1 if self._u() < 0.5 else 1
 
     def randint(self, low: int, high: int | None = None) -> int:
         """An integer in ``[low, high)`` (or ``[0, low)`` with one argument), uniformly."""
         if high is None:
             low, high = 0, low
-        if high <= low:
+        span = high - low
+        if span <= 0:
             raise ValueError(f"empty range [{low}, {high})")
-        return low + min(int(self.uniform() * (high - low)), high - low - 1)
+        return low + min(int(self._u() * span), span - 1)
 
     def choice(self, options: Sequence, weights: Sequence[float] | None = None):
         """One element of ``options``; uniform unless ``weights`` (need not sum to 1) are given."""
         if weights is None:
-            return options[self.randint(len(options))]
+            n = len(options)
+            if n == 0:
+                raise ValueError("cannot choose from no options")
+            return options[min(int(self._u() * n), n - 1)]
         total = float(sum(weights))
-        u = self.uniform() * total
+        u = self._u() * total
         acc = 0.0
         for option, w in zip(options, weights, strict=True):
             acc += w
