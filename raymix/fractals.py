@@ -139,8 +139,13 @@ class FractalBank:
         flip: bool = False,
         *,
         resize_ratio: float = DEFAULT_RESIZE_RATIO,
+        channels_last: bool = False,
     ) -> tuple[torch.Tensor, list[str]]:
         """One fractal per generator, as ``uint8`` ``(N, 3, H, W)``, and their ids.
+
+        ``channels_last=True`` gives the same values in channels-last memory (what the mixing
+        kernels work in), cropped from a channels-last copy of the bank instead of converted
+        afterwards.
 
         PixMix style: the fractal (chosen uniformly) is resized to ``R x R`` with
         ``R = ceil(max(H, W) * resize_ratio)`` (256 for 224 crops) and cropped at a uniform random
@@ -161,7 +166,11 @@ class FractalBank:
         index = (u[:, 0] * len(self)).long().clamp_(max=len(self) - 1)
         top = (u[:, 1] * (R - H + 1)).long().clamp_(max=R - H)
         left = (u[:, 2] * (R - W + 1)).long().clamp_(max=R - W)
-        if source.shape[-1] == R:
+        if source.shape[-1] == R and channels_last:
+            hwc = self._channels_last(R)
+            crops = torch.stack([hwc[i, t : t + H, l : l + W] for i, t, l in
+                                 zip(index.tolist(), top.tolist(), left.tolist(), strict=True)]).permute(0, 3, 1, 2)
+        elif source.shape[-1] == R:
             crops = torch.stack([source[i, :, t : t + H, l : l + W] for i, t, l in
                                  zip(index.tolist(), top.tolist(), left.tolist(), strict=True)])
         else:  # resized on the fly (only when upscaling): resize the chosen ones in one call
@@ -173,9 +182,19 @@ class FractalBank:
             vflip = (u[:, 3] * 2) % 1.0 < 0.5
             crops[hflip] = crops[hflip].flip(-1)  # crops is a fresh tensor: flip in place
             crops[vflip] = crops[vflip].flip(-2)
+        memory = torch.channels_last if channels_last else torch.contiguous_format
         if C == 1:
-            crops = crops.expand(-1, 3, -1, -1).contiguous()
-        return crops, [self.ids[i] for i in index.tolist()]
+            crops = crops.expand(-1, 3, -1, -1)
+        return crops.contiguous(memory_format=memory), [self.ids[i] for i in index.tolist()]
+
+    def _channels_last(self, R: int) -> torch.Tensor:
+        """``(N, R, R, C)``: the images at ``R x R`` stored channels-last, built once per process."""
+        source = self._at_resolution(R)
+        with self._resized_lock:
+            key = ("hwc", R)
+            if key not in self._resized:
+                self._resized[key] = source.permute(0, 2, 3, 1).contiguous()
+            return self._resized[key]
 
     def _at_resolution(self, R: int) -> torch.Tensor:
         """The stored images at ``R x R``: resized once and kept when that does not need more memory

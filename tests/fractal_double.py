@@ -28,7 +28,8 @@ class NoiseBank:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def sample(self, generators: Sequence[torch.Generator], size: tuple[int, int], flip: bool = False):
+    def sample(self, generators: Sequence[torch.Generator], size: tuple[int, int], flip: bool = False,
+               channels_last: bool = False):
         self.calls += 1
         h, w = size
         out, ids = [], []
@@ -43,7 +44,8 @@ class NoiseBank:
                     img = img.flip(-2)
             out.append(img)
             ids.append(self.ids[i])
-        return torch.stack(out), ids
+        out = torch.stack(out)
+        return (out.contiguous(memory_format=torch.channels_last) if channels_last else out), ids
 
 
 class ConstantBank(NoiseBank):

@@ -400,3 +400,13 @@ def test_spectral_slope_helper_is_sane():
     slope = spectral_slope(img.expand(1, 3, S, S))
     assert -2.6 < float(slope) < -1.4
     assert np.isfinite(slope.numpy()).all()
+
+
+@pytest.mark.parametrize("grayscale,flip", [(False, False), (True, True)])
+def test_sample_channels_last_gives_the_same_values(grayscale, flip):
+    bank = FractalBank.generate(8, 32, seed=3, grayscale=grayscale, cache=False)
+    gens = lambda: [torch.Generator().manual_seed(s) for s in range(6)]  # noqa: E731
+    plain, ids = bank.sample(gens(), (28, 24), flip=flip)
+    fast, fast_ids = bank.sample(gens(), (28, 24), flip=flip, channels_last=True)
+    assert ids == fast_ids and torch.equal(plain, fast)
+    assert fast.is_contiguous(memory_format=torch.channels_last) and plain.is_contiguous()

@@ -162,7 +162,7 @@ class MixingMethod:
     def sample_fractals(self, seeds: Sequence[int], height: int, width: int, device) -> tuple[torch.Tensor, list[str]]:
         """One fractal per seed, ``uint8`` ``(n, 3, H, W)`` in channels-last memory, and their ids."""
         images, ids = self.fractals.sample([child_generator(s) for s in seeds], (height, width),
-                                           flip=self.fractal_flip)
+                                           flip=self.fractal_flip, channels_last=True)
         return to_channels_last(images.to(device)), [str(i) for i in ids]
 
     # ------------------------------------------------------------------ core
