@@ -127,7 +127,7 @@ def gpu_flops_per_output(method: str, resolution: int, steps: int, replicas: int
 # -- CPU: measured (see the module docstring) -----------------------------------------------
 
 # raymix bench cpu, images/s on one core at 224x224 (docs/performance.md, 2026-11-24).
-METHOD_IMAGES_PER_S_224 = {"pixmix": 1016.0, "ipmix": 788.0, "layermix": 1021.0, "diffusemix": 2287.0}
+METHOD_IMAGES_PER_S_224 = {"pixmix": 1471.0, "ipmix": 1051.0, "layermix": 1362.0, "diffusemix": 4999.0}
 # AGA's compositing (paste the masked subject on the background) is a masked blend like
 # DiffuseMix's mixing step: its measured rate stands in for it (an estimate).
 METHOD_IMAGES_PER_S_224["aga"] = METHOD_IMAGES_PER_S_224["diffusemix"]

@@ -57,11 +57,11 @@ def test_diffusemix_on_imagenet_with_nine_prompts():
     assert plan.output_bytes_per_image == 40_960
     assert by_gpus[256].output_mb_per_s == pytest.approx(1843.6 * 0.04096, rel=1e-4)
     assert by_gpus[256].s3_put_per_s == pytest.approx(1.8436, rel=1e-4)
-    # CPU: decode 2.392 ms / 9 + mixing (256/224)^2 / 2287 s + encode 0.238 ms
-    #    = 0.2658 + 0.5711 + 0.2380 = 1.0749 ms: 0.0077 cores per GPU.
-    assert sum(plan.cpu_ms_per_output.values()) == pytest.approx(2.392 / 9 + (256 / 224) ** 2 / 2287 * 1e3 + 0.238,
+    # CPU: decode 2.392 ms / 9 + mixing (256/224)^2 / 4999 s + encode 0.238 ms
+    #    = 0.2658 + 0.2613 + 0.2380 = 0.7651 ms: 0.0055 cores per GPU.
+    assert sum(plan.cpu_ms_per_output.values()) == pytest.approx(2.392 / 9 + (256 / 224) ** 2 / 4999 * 1e3 + 0.238,
                                                                  rel=1e-9)
-    assert by_gpus[256].cpu_cores / 256 == pytest.approx(1.0749e-3 / 0.13886, rel=1e-3)
+    assert by_gpus[256].cpu_cores / 256 == pytest.approx(0.7651e-3 / 0.13886, rel=1e-3)
 
 
 def test_fast_preset_and_other_gpus():
@@ -92,11 +92,11 @@ def test_aga_sums_its_models_and_shares_segmentation_between_replicas():
 
 def test_cpu_methods_use_the_measured_rates():
     cost = cpu_seconds_per_output("layermix", 224, replicas=2)
-    assert cost == pytest.approx({"decode": 2.102e-3 / 2, "method": 1 / 1021, "encode": 0.196e-3})
+    assert cost == pytest.approx({"decode": 2.102e-3 / 2, "method": 1 / 1362, "encode": 0.196e-3})
     plan = make_plan(PlanInput(method="layermix", replicas=2, scales=(32,)))
     row = plan.rows[0]
-    per_output = 2.102e-3 / 2 + 1 / 1021 + 0.196e-3  # 2.2264 ms
-    assert row.outputs_per_s == pytest.approx(32 / per_output)  # 14,373 per second on 32 cores
+    per_output = 2.102e-3 / 2 + 1 / 1362 + 0.196e-3  # 1.9812 ms
+    assert row.outputs_per_s == pytest.approx(32 / per_output)  # 16,152 per second on 32 cores
     assert plan.gpu_hours is None and plan.cpu_core_hours == pytest.approx(2 * IMAGENET_TRAIN_IMAGES * per_output / 3600)
     given = make_plan(PlanInput(method="pixmix", cpu_ms=10.0, scales=(100,)))
     assert given.rows[0].outputs_per_s == pytest.approx(10_000)
