@@ -92,3 +92,11 @@ def test_decode_batch_accepts_pixel_arrays():
     out = decode_batch({"image": arrays}, size=8)
     assert list(out["reason"]) == ["", "bad-array", ""]
     assert out["image"][0].mean() == 50 and out["image"][2].mean() == 255
+
+
+def test_decode_batch_accepts_hugging_face_image_structs():
+    jpeg = encode_jpeg(np.full((12, 12, 3), 200, np.uint8))
+    structs = np.array([{"bytes": jpeg, "path": "a.jpg"}, {"bytes": None, "path": "b.jpg"}], dtype=object)
+    out = decode_batch({"image": structs}, size=8)
+    assert out["reason"][0] == "" and abs(int(out["image"][0].mean()) - 200) <= 2
+    assert out["reason"][1] != ""

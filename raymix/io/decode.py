@@ -241,7 +241,8 @@ def decode_batch(
     min_side: int = 1,
     draft: bool = True,
 ) -> dict:
-    """Ray ``map_batches`` function: ``image`` bytes to ``uint8`` arrays.
+    """Ray ``map_batches`` function: ``image`` bytes (or Hugging Face ``Image`` structs
+    ``{bytes, path}``, or decoded arrays) to ``uint8`` arrays.
 
     With ``size`` the images become one ``(N, size, size, 3)`` array (``resize`` =
     ``center_crop`` or ``resize``); ``size=None`` or ``resize="shorter_side"`` keeps one
@@ -264,6 +265,8 @@ def decode_batch(
                 out_images[i] = np.zeros((size or 1, size or 1, 3), np.uint8)
             continue
         data = images[i]
+        if isinstance(data, dict):  # a Hugging Face ``Image`` struct {bytes, path}
+            data = data.get("bytes")
         try:
             if isinstance(data, np.ndarray) and data.ndim >= 2:  # already decoded pixels
                 im = _array_to_pil(data)

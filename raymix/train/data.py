@@ -142,9 +142,6 @@ def prepare_images(batch: dict[str, np.ndarray], *, size: int, resize: str = "ce
     """
     from raymix.io.decode import decode_batch
 
-    images = batch[schema.IMAGE]
-    if len(images) and isinstance(images[0], dict):
-        batch = {**batch, schema.IMAGE: np.array([img.get("bytes") for img in images], dtype=object)}
     return decode_batch(batch, size=size, resize=resize)
 
 
