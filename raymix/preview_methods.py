@@ -23,7 +23,7 @@ from itertools import zip_longest
 import numpy as np
 import torch
 
-from raymix.io import schema
+from raymix import schema
 from raymix.preview import Tile
 
 __all__ = [

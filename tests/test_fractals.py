@@ -1,4 +1,4 @@
-"""Procedural fractals (raymix.ops.fractals) and fractal banks (raymix.fractals)."""
+"""Procedural fractals (raymix.fractals.generators) and fractal banks (raymix.fractals.bank)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from raymix import fractals as bank_module
+from raymix.fractals import bank as bank_module
 from raymix.fractals import FractalBank
-from raymix.ops import fractals as F
+from raymix.fractals import generators as F
 
 SIZE = 96  # small images keep the tests fast; the generators are resolution-independent
 

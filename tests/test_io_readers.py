@@ -8,7 +8,8 @@ import pytest
 
 from raymix.io import wds
 from raymix.io.readers import parse_class_list, plan_read
-from raymix.io.schema import INPUT_COLUMNS, INPUT_SCHEMA
+from raymix.io.schema import INPUT_SCHEMA
+from raymix.schema import INPUT_COLUMNS
 
 
 def rows_of(plan, skip=None):

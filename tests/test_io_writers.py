@@ -12,8 +12,8 @@ import pytest
 
 from raymix.io.decode import decode_image, encode_jpeg
 from raymix.io.readers import plan_read
-from raymix.io.schema import OUTPUT_COLUMNS, QUARANTINE_COLUMNS
 from raymix.io.writers import _output_spec, committed_keys, shard_stem, write_table
+from raymix.schema import OUTPUT_COLUMNS, QUARANTINE_COLUMNS
 
 
 def test_shard_stems_come_from_the_input_shard():

@@ -118,7 +118,7 @@ def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None
     import pyarrow.parquet as pq
     from PIL import Image
 
-    from raymix.io import schema
+    from raymix import schema
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -40,7 +40,7 @@ def _emit(**fields) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from raymix import fractals
+    from raymix.fractals import bank as fractal_bank
     from raymix.fractals import DEFAULT_BANK_SIZE, DEFAULT_RESOLUTION, FractalBank
 
     torch.set_num_threads(args.threads)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             cold = time.perf_counter() - start
             _emit(bench="bank_cold", images=n_bank, seconds=round(cold, 3),
                   megabytes=round(bank.images.numel() / 2**20, 1), **common)
-            fractals._banks.clear()  # forget the process copy: read the disk cache as another worker would
+            fractal_bank._banks.clear()  # forget the process copy: read the disk cache as another worker would
             start = time.perf_counter()
             bank = FractalBank.generate(n_bank, size, seed=0)
             warm = time.perf_counter() - start
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             FractalBank.generate(n_bank, size, seed=0, grayscale=True)  # converts the cached colour file
             _emit(bench="bank_gray_from_colour", images=n_bank, seconds=round(time.perf_counter() - start, 4),
                   **common)
-            fractals._banks.clear()
+            fractal_bank._banks.clear()
             start = time.perf_counter()
             FractalBank.generate(n_bank, size, seed=0, grayscale=True)
             _emit(bench="bank_warm", grayscale=True, images=n_bank,
@@ -94,5 +94,5 @@ def run(args: argparse.Namespace) -> int:
                 os.environ.pop("RAYMIX_CACHE_DIR", None)
             else:
                 os.environ["RAYMIX_CACHE_DIR"] = old
-            fractals._banks.clear()
+            fractal_bank._banks.clear()
     return 0

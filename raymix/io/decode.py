@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from raymix.io.schema import IMAGE, KEY, REASON, STAGE
+from raymix.schema import IMAGE, KEY, REASON, STAGE
 
 __all__ = [
     "BadImage",

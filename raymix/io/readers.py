@@ -47,7 +47,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raymix.io import storage, wds
-from raymix.io.schema import CLASS_NAME, IMAGE, INPUT_SCHEMA, KEY, LABEL, SOURCE
+from raymix.io.schema import INPUT_SCHEMA
+from raymix.schema import CLASS_NAME, IMAGE, KEY, LABEL, SOURCE
 
 __all__ = ["Shard", "ReadPlan", "plan_read", "read_images", "parse_class_list", "LAYOUTS"]
 

@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFilter
 
 from raymix.io import storage, wds
-from raymix.io.schema import HF_IMAGE_TYPE, IMAGE, LABEL
+from raymix.io.schema import HF_IMAGE_TYPE
+from raymix.schema import IMAGE, LABEL
 
 __all__ = ["SampleSummary", "SAMPLE_FORMATS", "write_sample", "make_image", "class_names"]
 

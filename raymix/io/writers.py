@@ -45,23 +45,9 @@ import pyarrow.parquet as pq
 
 from raymix.io import storage, wds
 from raymix.io.decode import encode_jpeg
-from raymix.io.schema import (
-    CLASS_NAME,
-    HF_IMAGE_TYPE,
-    IMAGE,
-    KEY,
-    LABEL,
-    METHOD,
-    OUTPUT_SCHEMA,
-    PARAMS,
-    QUARANTINE_SCHEMA,
-    REASON,
-    REPLICA,
-    SEED,
-    SOURCE,
-    SOURCE_KEY,
-    STAGE,
-    WHOLE_ROW,
+from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
+from raymix.schema import (
+    CLASS_NAME, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY, STAGE, WHOLE_ROW,
 )
 
 __all__ = [

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from raymix.io import schema
+from raymix import schema
 from raymix.ops.rng import sample_seed
 
 __all__ = ["AugMix"]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from raymix.io import schema
+from raymix import schema
 from raymix.ops.rng import child_generator, sample_generator
 from raymix.ops.tensors import is_channels_last, nchw_to_nhwc, nhwc, nhwc_to_nchw, to_channels_last
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix.io import schema
+from raymix import schema
 from raymix.methods.base import (
     FractalSpec,
     MixingMethod,

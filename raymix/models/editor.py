@@ -61,7 +61,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix.io import schema
+from raymix import schema
 from raymix.models.prompts import BARE_TEMPLATE, PUBLIC_CODE_PROMPTS, PromptLibrary, read_prompt_file
 from raymix.models.random_pipelines import RANDOM_MODELS, build_random_pipeline
 from raymix.models.weights import resolve_model

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
-from raymix.io import schema
+from raymix import schema
 from raymix.io.decode import decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
 from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources, write_shards

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from raymix.io import schema
+from raymix import schema
 from raymix.ops.rng import sample_seed
 from raymix.train.config import ONLINE_METHODS, TrainConfig, TrainInput
 from raymix.train.transforms import center_crop, crop_flip

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from raymix.io import schema
+from raymix import schema
 from raymix.ops.losses import jsd_consistency
 from raymix.ops.rng import sample_seed
 from raymix.train.config import TrainConfig

@@ -7,7 +7,7 @@ generator (:mod:`raymix.ops.rng`), so the draw never depends on the batch it cam
 Two sources:
 
 * :meth:`FractalBank.generate` makes the images with the procedural generators of
-  :mod:`raymix.ops.fractals` (IFS chaos game, escape-time orbit traps), deterministically from a
+  :mod:`raymix.fractals.generators` (IFS chaos game, escape-time orbit traps), deterministically from a
   seed: no download. PixMix used 14,230 fractals collected from DeviantArt (PixMix, Sec. 3); IPMix
   generated its own with an orbit-trap generator (IPMix, Sec. 4); DiffuseMix uses about 100
   (DiffuseMix, Sec. 3.3).
@@ -43,7 +43,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from raymix.io.storage import filesystem
-from raymix.ops.fractals import ifs_batch, orbit_trap_batch, to_grayscale
+from raymix.fractals.generators import ifs_batch, orbit_trap_batch, to_grayscale
 from raymix.ops.rng import sample_seed
 
 __all__ = ["FractalBank", "DEFAULT_BANK_SIZE", "DEFAULT_RESOLUTION", "DEFAULT_RESIZE_RATIO", "KINDS", "cache_dir"]
