@@ -12,7 +12,8 @@ from:
   (docs/performance.md). Matmuls, convolutions and attention are counted; elementwise work is
   not, as usual for MFU.
 - **CPU work per output image: measured** on the 2-core development VM (AMD EPYC, one thread,
-  CPU time): the method kernels from ``raymix bench cpu`` (docs/performance.md, 224x224) and
+  CPU time): the method kernels from ``raymix bench cpu`` (docs/performance.md, 224x224; the
+  rates are ``MethodEntry.cpu_images_per_s_224`` in :mod:`raymix.registry`) and
   decode / encode from ``raymix.io.decode`` on 500x375 JPEG sources at 224-1024. Method time
   is scaled with output pixels; decoding happens once per source image, whatever the
   replicas.
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+
+from raymix import registry
 
 __all__ = [
     "GPU_METHODS",
@@ -99,57 +102,56 @@ GROUNDING_DINO_T_FLOPS = 656_944_060_672
 LLAMA2_13B_PARAMS = 13_015_864_320
 CAPTION_TOKENS = 64 + 64
 
-# Defaults per GPU method: resolution and steps as the papers run them.
-#   DiffuseMix: 256x256 (authors' code), 100 steps (diffusers default the code keeps); preset fast: 20.
-#   AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps, guidance 5.
-GPU_DEFAULTS = {"diffusemix": {"resolution": 256, "steps": 100}, "aga": {"resolution": 1024, "steps": 50}}
+# Steps of the DiffuseMix editor's presets (raymix.models.editor): paper 100, fast 20.
 DIFFUSEMIX_PRESET_STEPS = {"paper": 100, "fast": 20}
+
+# FLOPs per output image of each GPU model a method runs (``MethodEntry.gpu_models``), from the
+# output side, the denoising steps and the replicas (models that run once per source image are
+# shared by its replicas).
+MODEL_FLOPS = {
+    "instructpix2pix": lambda res, steps, replicas: steps * IP2P_STEP_FLOPS.at(res) + IP2P_FIXED_FLOPS.at(res),
+    "grounding_dino_t": lambda res, steps, replicas: GROUNDING_DINO_T_FLOPS / replicas,
+    "sam_vit_h": lambda res, steps, replicas: SAM_VIT_H_FLOPS / replicas,
+    "llama2_13b_caption": lambda res, steps, replicas: 2 * LLAMA2_13B_PARAMS * CAPTION_TOKENS,
+    "sdxl_background": lambda res, steps, replicas: steps * SDXL_STEP_FLOPS.at(res) + SDXL_VAE_DECODE_FLOPS.at(res)
+    + SDXL_TEXT_FLOPS,
+}
+
+
+def plannable(name: str):
+    """The registry entry of a method ``raymix plan`` can size: one with a measured CPU rate."""
+    entry = registry.method(name)
+    if entry.cpu_images_per_s_224 is None:
+        raise ValueError(f"{name} has no measured CPU rate to size it with; choose from {', '.join(METHODS)}")
+    return entry
 
 
 def gpu_flops_per_output(method: str, resolution: int, steps: int, replicas: int = 1) -> dict[str, float]:
-    """FLOPs per output image, by model; models that run once per source image are shared by
-    its ``replicas`` outputs. Empty for CPU methods."""
-    if method == "diffusemix":
-        return {"instructpix2pix": steps * IP2P_STEP_FLOPS.at(resolution) + IP2P_FIXED_FLOPS.at(resolution)}
-    if method == "aga":
-        return {
-            "grounding_dino_t": GROUNDING_DINO_T_FLOPS / replicas,
-            "sam_vit_h": SAM_VIT_H_FLOPS / replicas,
-            "llama2_13b_caption": 2 * LLAMA2_13B_PARAMS * CAPTION_TOKENS,
-            "sdxl_background": steps * SDXL_STEP_FLOPS.at(resolution) + SDXL_VAE_DECODE_FLOPS.at(resolution)
-            + SDXL_TEXT_FLOPS,
-        }
-    if method in CPU_METHODS:
-        return {}
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    """FLOPs per output image, by model; empty for CPU methods."""
+    return {model: MODEL_FLOPS[model](resolution, steps, replicas) for model in plannable(method).gpu_models}
 
 
 # -- CPU: measured (see the module docstring) -----------------------------------------------
 
-# raymix bench cpu, images/s on one core at 224x224 (docs/performance.md, 2026-11-24).
-METHOD_IMAGES_PER_S_224 = {"pixmix": 1471.0, "ipmix": 1051.0, "layermix": 1362.0, "diffusemix": 4999.0}
-# AGA's compositing (paste the masked subject on the background) is a masked blend like
-# DiffuseMix's mixing step: its measured rate stands in for it (an estimate).
-METHOD_IMAGES_PER_S_224["aga"] = METHOD_IMAGES_PER_S_224["diffusemix"]
 # raymix.io.decode on 500x375 JPEG sources, one thread, CPU time (2026-11-24): decode_batch to
 # a side x side crop, and encode_batch of that crop (JPEG quality 95); milliseconds per image.
 DECODE_MS = Known({224: 2.102, 256: 2.392, 512: 4.916, 1024: 11.226})
 ENCODE_MS = Known({224: 0.196, 256: 0.238, 512: 0.778, 1024: 2.773})
 CPU_DEFAULT_RESOLUTION = 224
 
-CPU_METHODS = ("pixmix", "ipmix", "layermix")
-GPU_METHODS = ("diffusemix", "aga")
+#: What ``raymix plan`` sizes: methods with a measured CPU rate, GPU methods first.
+GPU_METHODS = tuple(e.name for e in registry.methods(available=None) if e.gpu_models and e.cpu_images_per_s_224)
+CPU_METHODS = tuple(e.name for e in registry.methods(available=None) if not e.gpu_models and e.cpu_images_per_s_224)
 METHODS = GPU_METHODS + CPU_METHODS
 
 
 def cpu_seconds_per_output(method: str, resolution: int, replicas: int = 1) -> dict[str, float]:
     """CPU seconds per output image: decode (shared by the replicas of a source), method, encode."""
-    if method not in METHOD_IMAGES_PER_S_224:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    rate = plannable(method).cpu_images_per_s_224
     scale = resolution * resolution / (224 * 224)
     return {
         "decode": DECODE_MS.at(resolution) / 1e3 / replicas,
-        "method": scale / METHOD_IMAGES_PER_S_224[method],
+        "method": scale / rate,
         "encode": ENCODE_MS.at(resolution) / 1e3,
     }
 
@@ -180,10 +182,9 @@ class PlanInput:
     folder_input: bool = False  # one GET per image (class folders) instead of ranged reads of shards
 
     def resolved(self) -> PlanInput:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        entry = plannable(self.method)
         out = PlanInput(**asdict(self))
-        defaults = GPU_DEFAULTS.get(self.method, {"resolution": CPU_DEFAULT_RESOLUTION, "steps": 0})
+        defaults = entry.gpu_defaults or {"resolution": CPU_DEFAULT_RESOLUTION, "steps": 0}
         out.resolution = self.resolution or defaults["resolution"]
         out.steps = self.steps if self.steps is not None else defaults["steps"]
         if not out.scales:

@@ -24,7 +24,7 @@ import importlib
 from dataclasses import dataclass, field
 
 __all__ = [
-    "KINDS", "MethodEntry", "JobEntry", "METHODS", "JOBS",
+    "KINDS", "MethodEntry", "JobEntry", "METHODS", "JOBS", "DEFAULT_MODELS",
     "register_method", "register_job", "method", "methods", "method_names", "create", "job",
 ]
 
@@ -116,6 +116,10 @@ class JobEntry:
 
 METHODS: dict[str, MethodEntry] = {}
 JOBS: dict[str, JobEntry] = {}
+
+#: Default weights of each GPU model a method runs (``MethodEntry.gpu_models``): a Hugging Face
+#: id; users may give a local folder or an s3:// mirror instead.
+DEFAULT_MODELS = {"instructpix2pix": "timbrooks/instruct-pix2pix"}
 
 
 def register_method(entry: MethodEntry) -> MethodEntry:

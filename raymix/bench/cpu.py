@@ -28,9 +28,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from raymix import registry
+
 HELP = "mixing methods on one CPU core: batched vs per-image baseline, and cost in a decode/encode stage"
 
-METHOD_NAMES = ("pixmix", "ipmix", "layermix", "diffusemix")
+#: The fractal-mixing methods, each timed against its per-image baseline (``_BASELINES``).
+METHOD_NAMES = registry.method_names(device="cpu", fractals=True)
 SIZE = 224
 
 
@@ -408,6 +411,11 @@ class DiffuseMixBaseline:
         return self.blend_images_with_resize(combined, random.choice(self.fractals))
 
 
+#: Method class name -> its per-image baseline.
+_BASELINES = {"PixMix": PixMixBaseline, "IPMix": IPMixBaseline, "LayerMix": LayerMixBaseline,
+              "DiffuseMix": DiffuseMixBaseline}
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -435,19 +443,14 @@ def _batches(decoded: dict, edited, batch_size):
 
 
 def _build(name: str, colour, gray, seed: int):
-    from raymix.methods import get_method
-
-    fractals = gray if name == "layermix" else colour
-    return get_method(name, seed=seed, fractals=fractals)
+    cls = registry.method(name).load()
+    return cls(seed=seed, fractals=gray if cls.fractal_grayscale else colour)
 
 
-def _baseline(name: str, colour_pil, gray_pil):
-    return {
-        "pixmix": lambda: PixMixBaseline(colour_pil),
-        "ipmix": lambda: IPMixBaseline(colour_pil),
-        "layermix": lambda: LayerMixBaseline(gray_pil),
-        "diffusemix": lambda: DiffuseMixBaseline(colour_pil),
-    }[name]()
+def _baseline(method, colour_pil, gray_pil):
+    """The per-image reference implementation of ``method`` (by its class), on PIL fractals."""
+    baseline = _BASELINES[type(method).__name__]
+    return baseline(gray_pil if method.fractal_grayscale else colour_pil)
 
 
 def bench_method(name: str, *, decoded, edited, jpegs, colour, gray, colour_pil, gray_pil, batch: int,
@@ -455,8 +458,8 @@ def bench_method(name: str, *, decoded, edited, jpegs, colour, gray, colour_pil,
     from raymix.io.decode import encode_batch
 
     method = _build(name, colour, gray, seed)
-    baseline = _baseline(name, colour_pil, gray_pil)
-    needs_edit = name == "diffusemix"
+    baseline = _baseline(method, colour_pil, gray_pil)
+    needs_edit = registry.method(name).kind == "pair"
     ed = edited if needs_edit else None
     images = list(decoded["image"])
 

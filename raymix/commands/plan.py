@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "estimate GPU-hours, wall time, CPU cores and S3 traffic of a run (docs/scaling.md)"
+from raymix.plan import METHODS  # pure arithmetic and the registry: cheap to import
 
-METHODS = ("diffusemix", "aga", "pixmix", "ipmix", "layermix")
+HELP = "estimate GPU-hours, wall time, CPU cores and S3 traffic of a run (docs/scaling.md)"
 
 
 def _counts(text: str) -> tuple[int, ...]:

@@ -6,10 +6,12 @@ import argparse
 import sys
 import time
 
+from raymix import registry
+
 HELP = "draw a contact sheet: a few originals and several augmented samples per method"
 
-METHOD_CHOICES = ("pixmix", "ipmix", "layermix", "diffusemix", "miamix", "augmix", "all")
-DEFAULT_EDITOR = "timbrooks/instruct-pix2pix"  # raymix.models.editor.DEFAULT_MODEL
+METHOD_CHOICES = (*registry.method_names(), "all")
+DEFAULT_EDITOR = registry.DEFAULT_MODELS["instructpix2pix"]
 PREVIEW_FRACTALS = "generated:32"
 
 
@@ -74,16 +76,10 @@ def _preview(args: argparse.Namespace) -> int:
 
     from raymix.io.storage import atomic_write, filesystem
     from raymix.preview import draw_sheet, encode_sheet, sheet_layout
-    from raymix.preview_methods import (
-        PREVIEW_METHODS,
-        PreviewError,
-        load_editor,
-        method_section,
-        read_originals,
-    )
+    from raymix.preview_methods import PreviewError, load_editor, method_section, read_originals
 
     start = time.perf_counter()
-    methods = PREVIEW_METHODS if args.method == "all" else (args.method,)
+    methods = registry.method_names() if args.method == "all" else (args.method,)
     try:
         originals, skipped = read_originals(args.input, args.n, size=args.size, layout=args.layout)
     except (OSError, ValueError) as err:
@@ -97,7 +93,8 @@ def _preview(args: argparse.Namespace) -> int:
 
     editor_name = args.editor or DEFAULT_EDITOR
     try:
-        editor = load_editor(editor_name, seed=args.seed, steps=args.steps) if "diffusemix" in methods else None
+        needs_editor = any(registry.method(name).kind == "pair" for name in methods)
+        editor = load_editor(editor_name, seed=args.seed, steps=args.steps) if needs_editor else None
         sections = [method_section(name, originals, args.samples, seed=args.seed, fractals=args.fractals,
                                    editor=editor, captions=args.captions) for name in methods]
     except PreviewError as err:

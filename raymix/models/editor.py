@@ -61,7 +61,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix import schema
+from raymix import registry, schema
 from raymix.models.prompts import BARE_TEMPLATE, PUBLIC_CODE_PROMPTS, PromptLibrary, read_prompt_file
 from raymix.models.random_pipelines import RANDOM_MODELS, build_random_pipeline
 from raymix.models.weights import resolve_model
@@ -82,7 +82,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
+DEFAULT_MODEL = registry.DEFAULT_MODELS["instructpix2pix"]
 
 # Columns the editor adds to a batch.
 EDITED = "edited"  # uint8 HWC, the size of the input image
