@@ -1,4 +1,4 @@
-"""Read ImageNet-style data from any fsspec URL into one Ray Dataset.
+"""Plan and read ImageNet-style data from any fsspec URL, one shard at a time.
 
 Three layouts, one row shape (``raymix.io.schema.INPUT_COLUMNS``: ``key``, ``image`` as
 the stored bytes, ``label``, ``class_name``, ``source``):
@@ -24,7 +24,8 @@ the stored bytes, ``label``, ``class_name``, ``source``):
     optional ``{key}.json`` (``key``, ``class_name``, ``label``); member keys are
     percent-decoded (see :mod:`raymix.io.wds`).
 
-Parquet files and tars are read one file per read task, streaming in blocks. Files and
+Parquet files and tars are read one file per read task, streaming in blocks (the Ray
+Dataset over a plan: :func:`raymix.pipeline.datasource.read_dataset`). Files and
 folders whose name starts with ``.`` or ``_`` are skipped (``_quarantine/``, temporary
 files), as Ray's own readers do. Data that cannot be read never fails the job: a file
 that cannot be fetched gives a row with no bytes (``image`` null), and a shard that breaks
@@ -50,7 +51,7 @@ from raymix.io import storage, wds
 from raymix.io.schema import INPUT_SCHEMA
 from raymix.schema import CLASS_NAME, IMAGE, KEY, LABEL, SOURCE
 
-__all__ = ["Shard", "ReadPlan", "plan_read", "read_images", "parse_class_list", "LAYOUTS"]
+__all__ = ["Shard", "ReadPlan", "plan_read", "parse_class_list", "LAYOUTS"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class ReadPlan:
     """What a read will do: the layout, the shards, and the class list.
 
     ``classes`` (label -> class name) is what the folder reader labelled with, or what
-    the shards declare; pass it to :func:`raymix.io.writers.write_shards` to store it as
+    the shards declare; pass it to :func:`raymix.pipeline.datasink.write_dataset` to store it as
     ``classes.json`` beside the outputs.
     """
 
@@ -261,40 +262,6 @@ class ReadPlan:
     def _broken(self, shard: Shard, rows: _RowBuffer, err: Exception) -> Iterator[pa.Table]:
         log.warning("shard %s is unreadable after %d rows: %s", shard.source, rows.count, err)
         yield from rows.add(shard.source + UNREADABLE_SUFFIX, None, -1, "")
-
-    # -- the Ray Dataset --
-
-    def dataset(
-        self,
-        *,
-        limit: int | None = None,
-        skip_keys: Collection[str] | None = None,
-        **read_args,
-    ):
-        """A Ray Dataset over the plan: one read task per shard.
-
-        ``skip_keys``: rows to leave out (e.g. keys already committed by a previous run;
-        see :func:`raymix.io.writers.committed_keys`). Folder trees drop them before
-        fetching; other layouts drop them as they stream. ``read_args`` go to
-        :func:`ray.data.read_datasource` (``num_cpus``, ``memory``, ...).
-        """
-        import ray
-
-        plan = self
-        skip_ref = None
-        if skip_keys:
-            if self.layout == "folder":
-                plan = plan.without_keys(skip_keys)
-            else:
-                skip_ref = ray.put(pa.array(sorted(skip_keys), pa.string()))
-        if limit is not None:
-            plan = plan.head(limit)
-        from raymix.io.ray_source import ShardDatasource
-
-        ds = ray.data.read_datasource(ShardDatasource(plan, skip_ref, limit), **read_args)
-        if limit is not None and plan.layout != "folder":
-            ds = ds.limit(limit)
-        return ds
 
 
 class _RowBuffer:
@@ -610,23 +577,3 @@ def _folder_plan(
         uri, "folder", root=root, shards=shards, classes=list(names), descriptions=list(descriptions),
         _class_index=index, **common,
     )
-
-
-def read_images(
-    uri: str | Sequence[str],
-    *,
-    layout: str = "auto",
-    limit: int | None = None,
-    storage_options: dict | None = None,
-    skip_keys: Collection[str] | None = None,
-    read_args: dict | None = None,
-    **options,
-):
-    """Read ImageNet-style data at ``uri`` into a Ray Dataset of ``INPUT_COLUMNS``.
-
-    ``options`` go to :func:`plan_read` (``classes``, ``files_per_shard``, ``extensions``,
-    ``key_prefix``, ``list_threads``, ``fetch_threads``); ``skip_keys`` and ``read_args``
-    to :meth:`ReadPlan.dataset`. Use :func:`plan_read` directly to see the class list.
-    """
-    plan = plan_read(uri, layout=layout, storage_options=storage_options, **options)
-    return plan.dataset(limit=limit, skip_keys=skip_keys, **(read_args or {}))
