@@ -9,7 +9,7 @@ from badimages import corpus
 from raymix.cli import main
 from raymix.io.decode import decode_batch, encode_batch
 from raymix.io.readers import plan_read
-from raymix.io.sample import write_sample
+from raymix.tools.sample_data import write_sample
 from raymix.io.storage import filesystem
 from raymix.io.writers import committed_keys
 from raymix.pipeline.datasink import write_dataset

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raymix.pipeline.datasource import read_images
-from raymix.io.sample import write_sample
+from raymix.tools.sample_data import write_sample
 from raymix.io.storage import filesystem
 
 pytestmark = pytest.mark.slow

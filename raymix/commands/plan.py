@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raymix.plan import DIFFUSEMIX_PRESET_STEPS, GPU_METHODS, IMAGENET_TRAIN_IMAGES, PlanInput, format_plan, make_plan
+    from raymix.tools.sizing import DIFFUSEMIX_PRESET_STEPS, GPU_METHODS, IMAGENET_TRAIN_IMAGES, PlanInput, format_plan, make_plan
 
     steps = args.steps
     if args.preset:

@@ -73,8 +73,8 @@ def _preview(args: argparse.Namespace) -> int:
     import json
 
     from raymix.io.storage import atomic_write, filesystem
-    from raymix.preview import draw_sheet, encode_sheet, sheet_layout
-    from raymix.preview_methods import (
+    from raymix.tools.preview import draw_sheet, encode_sheet, sheet_layout
+    from raymix.tools.preview_methods import (
         PREVIEW_METHODS,
         PreviewError,
         load_editor,

@@ -6,7 +6,7 @@ from:
 - **GPU work per output image: FLOPs counted, throughput estimated.** FLOPs were counted with
   ``torch.utils.flop_counter.FlopCounterMode`` on the real model code (diffusers,
   transformers) at the real shapes, on the meta device or on CPU with random weights;
-  ``tests/test_plan.py`` recounts the InstructPix2Pix figures from ``raymix.models.editor``.
+  ``tests/test_sizing.py`` recounts the InstructPix2Pix figures from ``raymix.models.editor``.
   Time per image is FLOPs / (device peak x MFU); MFU defaults to the 40% target of the GPU
   benchmark, **an estimate until ``raymix bench gpu`` is measured on the GPU**
   (docs/performance.md). Matmuls, convolutions and attention are counted; elementwise work is
