@@ -6,7 +6,7 @@ from freqs import assert_frequencies
 from methods_helpers import generators, run_many, smooth_images
 from raymix.methods import LayerMix
 from raymix.methods.layermix import LAYERMIX_CODE_OPS
-from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops
+from raymix.methods.op_tables import LAYERMIX_OPS, apply_ops
 
 
 @pytest.fixture(scope="module")
