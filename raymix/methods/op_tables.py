@@ -3,8 +3,7 @@
 An op table maps an op name to an :class:`ImageOp`: how to draw its parameters from a
 severity or magnitude (``sample``) and how to apply it to a batch (``apply``, a kernel of
 :mod:`raymix.ops.image_ops`). :func:`sample_op` draws an op and its parameters;
-:func:`map_ops` (a list of images) and :func:`apply_ops` (a batch) run a different op per
-sample, calling each op once on its sub-batch.
+:func:`map_ops` runs a different op per image, calling each op once on its sub-batch.
 
 - :data:`AUGMIX_OPS` -- the AugMix set used by PixMix and IPMix: autocontrast, equalize,
   posterize, rotate, solarize, shear_x, shear_y, translate_x, translate_y (ops that overlap
@@ -49,9 +48,9 @@ from raymix.ops.image_ops import (
     translate_y,
 )
 from raymix.ops.rng import Draws
-from raymix.ops.tensors import as_batch, is_channels_last, require_uint8, stack, unbatch
+from raymix.ops.tensors import stack
 
-__all__ = ["ImageOp", "AUGMIX_OPS", "AUGMIX_ALL_OPS", "IPMIX_CODE_OPS", "LAYERMIX_OPS", "sample_op", "apply_ops", "map_ops"]
+__all__ = ["ImageOp", "AUGMIX_OPS", "AUGMIX_ALL_OPS", "IPMIX_CODE_OPS", "LAYERMIX_OPS", "sample_op", "map_ops"]
 
 
 @dataclass(frozen=True)
@@ -254,17 +253,3 @@ def map_ops(images: Sequence[torch.Tensor], ops: Sequence[dict | None], table: M
     for i, j in repeats.items():
         out[i] = out[j]
     return out
-
-
-def apply_ops(images: torch.Tensor, ops: Sequence[dict | None], table: Mapping[str, ImageOp]) -> torch.Tensor:
-    """Apply ``ops[i]`` (from :func:`sample_op`; ``None`` = unchanged) to ``images[i]`` of a batch;
-    a new batch in the input's memory format (see :func:`map_ops`)."""
-    require_uint8(images)
-    x, added = as_batch(images)
-    if len(ops) != x.shape[0]:
-        raise ValueError(f"{len(ops)} ops for {x.shape[0]} images")
-    names = {None if op is None else op["op"] for op in ops}
-    if len(names) == 1 and None not in names:
-        return unbatch(table[names.pop()].apply(x, ops), added)
-    out = stack(map_ops(list(x), ops, table))
-    return unbatch(out if is_channels_last(x) else out.contiguous(), added)
