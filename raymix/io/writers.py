@@ -44,10 +44,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raymix.io import storage, wds
-from raymix.io.decode import encode_jpeg
+from raymix.io.decode import JPEG_QUALITY, encode_jpeg
 from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
 from raymix.schema import (
-    CLASS_NAME, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY, STAGE, WHOLE_ROW,
+    CLASS_NAME, DEFAULT_ROWS_PER_FILE, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY,
+    STAGE, WHOLE_ROW,
 )
 
 __all__ = [
@@ -69,7 +70,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("parquet", "webdataset")
 QUARANTINE_DIR = "_quarantine"
 CLASSES_FILE = "classes.json"
-DEFAULT_ROWS_PER_FILE = 1000
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
 
@@ -198,7 +198,7 @@ class OutputSpec:
     root: str
     uri: str
     format: str = "parquet"
-    quality: int = 95
+    quality: int = JPEG_QUALITY
     classes: list[str] | None = None
     row_group_size: int = 128
     #: More image columns to keep (e.g. DiffuseMix's ``generated`` and ``hybrid``).
@@ -214,7 +214,7 @@ class OutputSpec:
 
 
 def output_spec(output_uri: str, format: str = "parquet", storage_options: dict | None = None,
-                classes: Sequence[str] | None = None, quality: int = 95, extra_images: Sequence[str] = ()
+                classes: Sequence[str] | None = None, quality: int = JPEG_QUALITY, extra_images: Sequence[str] = ()
                 ) -> OutputSpec:
     """Where and how to write ``output_uri`` (checks ``format``)."""
     if format not in FORMATS:
@@ -497,7 +497,7 @@ def committed_keys(
     """Keys (or another string column, e.g. ``source_key``; parquet only) already
     committed under ``output_uri``, including quarantined keys when ``quarantine``. Pass
     them to ``read_images(skip_keys=...)`` so a rerun does not redo finished work."""
-    spec = output_spec(output_uri, format, storage_options, None, 95)
+    spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
     found: set[str] = set()
     folders = [(spec.root, spec.ext)] + ([(spec.quarantine_root, "parquet")] if quarantine else [])
@@ -530,7 +530,7 @@ def completed_sources(
     replicas per input: a source with only some replicas committed is read again, and
     the writer skips the replicas it already has.
     """
-    spec = output_spec(output_uri, format, storage_options, None, 95)
+    spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
     done: Counter[str] = Counter()
     whole: set[str] = set()

@@ -15,6 +15,7 @@ from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
+from raymix.io.decode import JPEG_QUALITY
 from raymix.io.writers import DEFAULT_ROWS_PER_FILE, OutputSpec, WriteSummary, output_spec, prepare_output, write_table
 
 __all__ = ["ShardDatasink", "write_dataset"]
@@ -61,7 +62,7 @@ def write_dataset(
     storage_options: dict | None = None,
     classes: Sequence[str] | None = None,
     descriptions: Sequence[str] | None = None,
-    quality: int = 95,
+    quality: int = JPEG_QUALITY,
     rows_per_file: int = DEFAULT_ROWS_PER_FILE,
     rows_in: int | None = None,
     replicas: int = 1,

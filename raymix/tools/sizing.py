@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from raymix.schema import DEFAULT_ROWS_PER_FILE
+
 __all__ = [
     "GPU_METHODS",
     "CPU_METHODS",
@@ -176,7 +178,7 @@ class PlanInput:
     cpu_ms: float | None = None  # overrides the measured CPU cost per output image
     input_bytes: float = IMAGENET_TRAIN_TAR_BYTES / IMAGENET_TRAIN_IMAGES
     output_bpp: float = 5.0
-    rows_per_file: int = 1000
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE
     folder_input: bool = False  # one GET per image (class folders) instead of ranged reads of shards
 
     def resolved(self) -> PlanInput:
