@@ -119,6 +119,7 @@ def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None
     from PIL import Image
 
     from raymix import schema
+    from raymix.io.schema import OUTPUT_SCHEMA
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -135,7 +136,7 @@ def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None
     directory.mkdir(parents=True)
     import pyarrow as pa
 
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema.OUTPUT_SCHEMA), directory / "train-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), directory / "train-00000-of-00001.parquet")
 
 
 def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
