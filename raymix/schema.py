@@ -51,6 +51,9 @@ QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON, SOURCE_KEY, REPLICA)
 #: ``replica`` of a quarantine record that stands for the whole input row.
 WHOLE_ROW = -1
 
+#: Rows per output file, at least (a write task's bundle; fewer for the last of a shard).
+DEFAULT_ROWS_PER_FILE = 1000
+
 
 def output_key(source_key: str, method: str, replica: int) -> str:
     """The key of an augmented row: ``{source_key}/{method}/{replica}``."""

@@ -8,10 +8,12 @@ from badimages import corpus
 
 from raymix.cli import main
 from raymix.io.decode import decode_batch, encode_batch
-from raymix.io.readers import plan_read, read_images
-from raymix.io.sample import write_sample
+from raymix.io.readers import plan_read
+from raymix.tools.sample_data import write_sample
 from raymix.io.storage import filesystem
-from raymix.io.writers import committed_keys, write_shards
+from raymix.io.writers import committed_keys
+from raymix.pipeline.datasink import write_dataset
+from raymix.pipeline.datasource import read_dataset, read_images
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +48,12 @@ def test_augmented_write_round_trips_and_reruns_without_duplicates(ray_cluster, 
 
     def pipeline(p):
         return (
-            p.dataset()
+            read_dataset(p)
             .map_batches(decode_batch, batch_format="numpy", fn_kwargs={"size": 32}, batch_size=4)
             .map_batches(encode_batch, batch_format="numpy", batch_size=4)
         )
 
-    first = write_shards(pipeline(plan), out, format=fmt, classes=plan.classes, rows_per_file=5, rows_in=12)
+    first = write_dataset(pipeline(plan), out, format=fmt, classes=plan.classes, rows_per_file=5, rows_in=12)
     assert (first.written, first.quarantined) == (12, 0) and first.reconcile(12)
     stems = {os.path.basename(f).rsplit("-", 1)[0] for f in first.files}
     assert stems == {f"c000{c}-0000{k}" for c in range(3) for k in range(2)}  # named from the input shards
@@ -59,7 +61,7 @@ def test_augmented_write_round_trips_and_reruns_without_duplicates(ray_cluster, 
     back = read_images(out).take_all()
     assert {r["key"] for r in back} == keys and {r["class_name"] for r in back} == set(plan.classes)
 
-    again = write_shards(pipeline(plan), out, format=fmt, rows_per_file=2)
+    again = write_dataset(pipeline(plan), out, format=fmt, rows_per_file=2)
     assert (again.written, again.already_written, again.files) == (0, 12, [])
     assert read_images(out).count() == 12
 
@@ -90,11 +92,11 @@ def test_bad_input_corpus_is_quarantined_and_counts_reconcile(ray_cluster, tmp_p
     assert len(expected) == 9 and "c0001/bad-truncated.png" in expected  # same stem: keys keep the extension
     rows_in = plan.num_rows
     ds = (
-        plan.dataset()
+        read_dataset(plan)
         .map_batches(decode_batch, batch_format="numpy", fn_kwargs={"size": 32}, batch_size=8)
         .map_batches(encode_batch, batch_format="numpy", batch_size=8)
     )
-    summary = write_shards(ds, str(tmp_path / "out"), classes=plan.classes, rows_in=rows_in)
+    summary = write_dataset(ds, str(tmp_path / "out"), classes=plan.classes, rows_in=rows_in)
     assert summary.reconcile(rows_in) and summary.written + summary.quarantined == rows_in == 6 + len(cases)
     assert summary.quarantined == len(expected) and summary.reasons == dict(Counter(expected.values()))
     assert "reconciled" in capsys.readouterr().out

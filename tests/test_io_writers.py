@@ -12,7 +12,7 @@ import pytest
 
 from raymix.io.decode import decode_image, encode_jpeg
 from raymix.io.readers import plan_read
-from raymix.io.writers import _output_spec, committed_keys, shard_stem, write_table
+from raymix.io.writers import output_spec, committed_keys, shard_stem, write_table
 from raymix.schema import OUTPUT_COLUMNS, QUARANTINE_COLUMNS
 
 
@@ -43,7 +43,7 @@ def rows(n, source="s3://in/shard-0.parquet", start=0, bad=()):
 
 
 def spec(tmp_path, fmt="parquet", classes=("c0", "c1")):
-    return _output_spec(str(tmp_path / "out"), fmt, None, classes, 95)
+    return output_spec(str(tmp_path / "out"), fmt, None, classes, 95)
 
 
 def test_parquet_output_is_a_hugging_face_dataset_with_provenance(tmp_path):
@@ -171,7 +171,7 @@ def test_extra_image_columns_are_kept(tmp_path, fmt):
     table = rows(3)
     extra = encode_jpeg(np.full((8, 8, 3), 30, np.uint8))
     table = table.append_column("generated", pa.array([extra] * 3, pa.binary()))
-    summary = write_table(table, _output_spec(str(tmp_path / "out"), fmt, None, None, 95, ("generated",)))
+    summary = write_table(table, output_spec(str(tmp_path / "out"), fmt, None, None, 95, ("generated",)))
     assert summary.written == 3
     path = summary.files[0]
     if fmt == "parquet":
@@ -205,7 +205,7 @@ def test_completed_sources_need_every_replica(tmp_path, fmt):
         "stage": ["", "", "", "edit", "", "decode"],
         "reason": ["", "", "", "blank-output", "", "truncated"],
     })
-    summary = write_table(table, _output_spec(out, fmt, None, None, 95))
+    summary = write_table(table, output_spec(out, fmt, None, None, 95))
     assert not summary.reconcile(rows_in=4, replicas=2)  # c has one replica missing
     assert completed_sources(out, 2, format=fmt) == {"a", "b", "d"}
     assert completed_sources(out, 1, format=fmt) == {"a", "b", "c", "d"}

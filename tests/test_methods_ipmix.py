@@ -8,7 +8,7 @@ from freqs import assert_frequencies, assert_mean
 from methods_helpers import run_many, smooth_images
 from raymix.methods import IPMix
 from raymix.ops.blends import BLENDS
-from raymix.ops.image_ops import AUGMIX_OPS
+from raymix.methods.op_tables import AUGMIX_OPS
 
 
 @pytest.fixture(scope="module")

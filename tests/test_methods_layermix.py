@@ -6,7 +6,7 @@ from freqs import assert_frequencies
 from methods_helpers import generators, run_many, smooth_images
 from raymix.methods import LayerMix
 from raymix.methods.layermix import LAYERMIX_CODE_OPS
-from raymix.ops.image_ops import LAYERMIX_OPS, apply_ops
+from raymix.methods.op_tables import LAYERMIX_OPS, map_ops
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_first_output_is_the_op_applied_to_the_image():
     out, infos = method.augment(x, generators(40))
     for i, info in enumerate(infos):
         if info["output"] == 1:
-            assert torch.equal(out[i], apply_ops(x[i:i + 1], info["stages"], LAYERMIX_OPS)[0])
+            assert torch.equal(out[i], map_ops([x[i]], info["stages"], LAYERMIX_OPS)[0])
 
 
 def test_fractals_are_grayscale_and_flipped_by_default():

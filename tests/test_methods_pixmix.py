@@ -5,7 +5,7 @@ from fractal_double import NoiseBank
 from freqs import assert_frequencies
 from methods_helpers import run_many, smooth_images
 from raymix.methods import PixMix
-from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS
+from raymix.methods.op_tables import AUGMIX_ALL_OPS, AUGMIX_OPS
 
 
 @pytest.fixture(scope="module")

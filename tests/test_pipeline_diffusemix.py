@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from raymix.io.sample import write_sample
+from raymix.tools.sample_data import write_sample
 from raymix.pipeline import diffusemix
 from raymix.pipeline.stages import expand_replicas
 

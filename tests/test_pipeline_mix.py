@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from raymix.io.readers import read_images
-from raymix.io.sample import write_sample
+from raymix.pipeline.datasource import read_images
+from raymix.tools.sample_data import write_sample
 from raymix.io.storage import filesystem
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from raymix.cli import main
-from raymix.io.sample import write_sample
+from raymix.tools.sample_data import write_sample
 from raymix.ops.masks import fractal_blend
-from raymix.preview import PAD, Tile, contact_sheet, sheet_layout
-from raymix.preview_methods import (
+from raymix.tools.preview import PAD, Tile, contact_sheet, sheet_layout
+from raymix.tools.preview_methods import (
     diffusemix_samples,
     load_editor,
     miamix_samples,

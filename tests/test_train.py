@@ -119,6 +119,7 @@ def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None
     from PIL import Image
 
     from raymix import schema
+    from raymix.io.schema import OUTPUT_SCHEMA
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -135,14 +136,14 @@ def _write_shard(directory: Path, n: int, method: str | None, seed: int) -> None
     directory.mkdir(parents=True)
     import pyarrow as pa
 
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema.OUTPUT_SCHEMA), directory / "train-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), directory / "train-00000-of-00001.parquet")
 
 
 def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
     """jobs/train_resnet50.py end to end: a class-folder tree of originals plus a parquet shard
     of augmented rows (one undecodable) mixed 1:1, an online method and MiAMix on two
     workers, validation and checkpoints."""
-    from raymix.io.sample import write_sample
+    from raymix.tools.sample_data import write_sample
 
     online = "layermix" if method_available("layermix") else "augmix"
     write_sample(str(tmp_path / "originals"), format="folder", classes=3, per_class=6, size=(48, 40))
@@ -170,7 +171,7 @@ def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
 
 def test_job_chains_diffusemix_straight_into_training(ray_cluster, tmp_path):
     """--chain: the DiffuseMix stream (tiny editor) feeds Ray Train in the same job, no shards written."""
-    from raymix.io.sample import write_sample
+    from raymix.tools.sample_data import write_sample
 
     write_sample(str(tmp_path / "originals"), format="folder", classes=2, per_class=4, size=(48, 40))
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address,

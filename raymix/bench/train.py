@@ -120,7 +120,7 @@ def _repeat(batch):
 
 def _sample_input(directory: str, images: int) -> str:
     """``images`` generated ImageNet-like JPEGs (500x375) as HF parquet shards in ``directory``."""
-    from raymix.io.sample import write_sample
+    from raymix.tools.sample_data import write_sample
 
     classes = 16
     write_sample(directory, format="parquet", classes=classes, per_class=-(-images // classes), size=(500, 375))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from raymix.plan import METHODS  # pure arithmetic and the registry: cheap to import
+from raymix.schema import DEFAULT_ROWS_PER_FILE
+from raymix.tools.sizing import METHODS  # pure arithmetic and the registry: cheap to import
 
 HELP = "estimate GPU-hours, wall time, CPU cores and S3 traffic of a run (docs/scaling.md)"
 
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model FLOPs utilisation to assume (default 0.40, the benchmark target)")
     parser.add_argument("--cpu-ms", type=float, default=None,
                         help="CPU milliseconds per output image (default: measured decode + method + encode)")
-    parser.add_argument("--rows-per-file", type=int, default=1000, help="rows per output shard (default 1000)")
+    parser.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
+                        help="rows per output shard (default %(default)s)")
     parser.add_argument("--output-bpp", type=float, default=5.0,
                         help="output JPEG bits per pixel (default 5, ImageNet's average)")
     parser.add_argument("--folder-input", action="store_true",
@@ -49,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raymix.plan import DIFFUSEMIX_PRESET_STEPS, GPU_METHODS, IMAGENET_TRAIN_IMAGES, PlanInput, format_plan, make_plan
+    from raymix.tools.sizing import (
+        DIFFUSEMIX_PRESET_STEPS, GPU_METHODS, IMAGENET_TRAIN_IMAGES, PlanInput, format_plan, make_plan,
+    )
 
     steps = args.steps
     if args.preset:

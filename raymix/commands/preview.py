@@ -75,8 +75,8 @@ def _preview(args: argparse.Namespace) -> int:
     import json
 
     from raymix.io.storage import atomic_write, filesystem
-    from raymix.preview import draw_sheet, encode_sheet, sheet_layout
-    from raymix.preview_methods import PreviewError, load_editor, method_section, read_originals
+    from raymix.tools.preview import draw_sheet, encode_sheet, sheet_layout
+    from raymix.tools.preview_methods import PreviewError, load_editor, method_section, read_originals
 
     start = time.perf_counter()
     methods = registry.method_names() if args.method == "all" else (args.method,)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raymix.io.sample import write_sample
+    from raymix.tools.sample_data import write_sample
 
     if args.classes < 1 or args.per_class < 1:
         raise SystemExit("--classes and --per-class must be at least 1")

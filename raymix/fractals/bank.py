@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torchvision.transforms.v2 import functional as TF
 
 from raymix.io.storage import filesystem
@@ -436,7 +437,7 @@ def _cached(key: str, build):
     npy, meta = root / f"{key}.npy", root / f"{key}.json"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _file_lock(root / f"{key}.lock"):
+        with FileLock(root / f"{key}.lock"):
             hit = _read_cache(npy, meta)
             if hit is not None:
                 return hit
@@ -467,21 +468,6 @@ def _read_cache(npy: Path, meta: Path):
     if array.shape[0] != len(info["ids"]):
         return None
     return torch.from_numpy(array), info["ids"], [tuple(s) for s in info["skipped"]]
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, still atomic writes
-        yield
-        return
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _from_recipe(recipe: dict) -> FractalBank:

@@ -39,11 +39,9 @@ __all__ = [
     "chaos_game",
     "render_ifs",
     "ifs_batch",
-    "ifs_fractals",
     "sample_orbit_trap",
     "render_orbit_trap",
     "orbit_trap_batch",
-    "orbit_trap_fractals",
     "cosine_palette",
     "to_grayscale",
     "structure_stats",
@@ -69,7 +67,7 @@ _TRAPS = ("point", "line", "circle", "cross")
 
 
 class _Rows:
-    """Dataclass of tensors with one row per image: select rows, concatenate batches."""
+    """Dataclass of tensors with one row per image: select rows."""
 
     def _fields(self) -> tuple[torch.Tensor, ...]:
         return tuple(getattr(self, f) for f in self.__dataclass_fields__)
@@ -79,10 +77,6 @@ class _Rows:
 
     def select(self, rows):
         return type(self)(*(t[rows] for t in self._fields()))
-
-    @classmethod
-    def cat(cls, parts):
-        return cls(*(torch.cat(ts) for ts in zip(*(p._fields() for p in parts), strict=True)))
 
 
 def _uniform(shape, generator, low=0.0, high=1.0, device=None) -> torch.Tensor:
@@ -453,10 +447,6 @@ class IFSResult:
     candidate_filling_rate: torch.Tensor
     accepted: torch.Tensor
 
-    @property
-    def rejected_filling_rate(self) -> torch.Tensor:
-        return self.candidate_filling_rate[~self.accepted]
-
 
 def ifs_batch(
     batch: int,
@@ -486,33 +476,6 @@ def ifs_batch(
     if require_structure:
         ok &= is_structured(images)
     return IFSResult(images[ok], params.select(ok), rate[ok], rate, ok)
-
-
-def _batches_until(n: int, max_batches: int, what: str, draw) -> list:
-    """Results of ``draw()`` until together they hold ``n`` accepted images."""
-    parts, have = [], 0
-    while have < n and len(parts) < max_batches:
-        parts.append(draw())
-        have += len(parts[-1].images)
-    if have < n:
-        raise RuntimeError(f"only {have} of {n} {what} were accepted in {max_batches} batches")
-    return parts
-
-
-def ifs_fractals(
-    n: int, size: int, generator: torch.Generator, *, batch: int = 16, max_batches: int = 1000, **kwargs
-) -> IFSResult:
-    """``n`` accepted IFS fractals: :func:`ifs_batch` until enough pass, kept in draw order.
-
-    Raises ``RuntimeError`` if ``max_batches`` batches do not give ``n``."""
-    parts = _batches_until(n, max_batches, "IFS systems", lambda: ifs_batch(batch, size, generator, **kwargs))
-    return IFSResult(
-        torch.cat([p.images for p in parts])[:n],
-        IFSParams.cat([p.params for p in parts]).select(slice(0, n)),
-        torch.cat([p.filling_rate for p in parts])[:n],
-        torch.cat([p.candidate_filling_rate for p in parts]),
-        torch.cat([p.accepted for p in parts]),
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -720,16 +683,3 @@ def orbit_trap_batch(
     images = render_orbit_trap(params, size, max_iter=max_iter)
     ok = is_structured(images, min_busy_tiles=0.5)
     return OrbitTrapResult(images[ok], params.select(ok), ok)
-
-
-def orbit_trap_fractals(
-    n: int, size: int, generator: torch.Generator, *, batch: int = 8, max_batches: int = 1000, **kwargs
-) -> OrbitTrapResult:
-    """``n`` accepted orbit-trap fractals: :func:`orbit_trap_batch` until enough pass, in draw order."""
-    parts = _batches_until(n, max_batches, "orbit-trap views",
-                           lambda: orbit_trap_batch(batch, size, generator, **kwargs))
-    return OrbitTrapResult(
-        torch.cat([p.images for p in parts])[:n],
-        OrbitTrapParams.cat([p.params for p in parts]).select(slice(0, n)),
-        torch.cat([p.accepted for p in parts]),
-    )

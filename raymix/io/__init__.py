@@ -1,10 +1,10 @@
-"""Readers, writers, schema, storage URLs and sample data.
+"""Readers, writers, schema, storage URLs and image decoding.
 
 - :mod:`raymix.io.storage`: fsspec filesystems for local paths and object stores, atomic writes
-- :mod:`raymix.io.readers`: ``plan_read`` / ``read_images`` for folder, parquet, WebDataset
+- :mod:`raymix.io.readers`: ``plan_read`` and per-shard reading for folder, parquet, WebDataset
 - :mod:`raymix.io.decode`: bytes to RGB arrays (or a quarantine reason) and back to JPEG
-- :mod:`raymix.io.writers`: ``write_shards`` to parquet / WebDataset with a quarantine table
-- :mod:`raymix.io.sample`: generated ImageNet-like data (``raymix sample``)
+- :mod:`raymix.io.writers`: ``write_table`` to parquet / WebDataset with a quarantine table
 
-Importing these modules does not import Ray; only building a Dataset or writing one does.
+No Ray here: the Ray Datasets over these (``read_dataset``, ``write_dataset``) live in
+:mod:`raymix.pipeline.datasource` and :mod:`raymix.pipeline.datasink`.
 """

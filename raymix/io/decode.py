@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # Pillow's own decompression-bomb threshold (about 89.5 megapixels, ~268 MB as RGB).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 RESIZE_MODES = ("center_crop", "resize", "shorter_side")
+#: JPEG quality of every image raymix encodes (the encode stage, the writers) unless told otherwise.
+JPEG_QUALITY = 95
 _WHITE = (255, 255, 255)
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -290,7 +292,7 @@ def decode_batch(
     return out
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """An ``HxWx3`` (or ``HxW``) ``uint8`` array as JPEG bytes (4:2:0 above quality 90
     would waste bytes on chroma the eye does not see; Pillow's default subsampling is kept)."""
     arr = np.asarray(image)
@@ -305,7 +307,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def encode_batch(batch: dict, *, quality: int = 95) -> dict:
+def encode_batch(batch: dict, *, quality: int = JPEG_QUALITY) -> dict:
     """Ray ``map_batches`` function: ``uint8`` HWC arrays to JPEG bytes.
 
     Rows whose ``reason`` is set pass through with empty bytes; an array that cannot be

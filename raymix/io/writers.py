@@ -44,10 +44,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raymix.io import storage, wds
-from raymix.io.decode import encode_jpeg
+from raymix.io.decode import JPEG_QUALITY, encode_jpeg
 from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
 from raymix.schema import (
-    CLASS_NAME, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY, STAGE, WHOLE_ROW,
+    CLASS_NAME, DEFAULT_ROWS_PER_FILE, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY,
+    STAGE, WHOLE_ROW,
 )
 
 __all__ = [
@@ -55,7 +56,8 @@ __all__ = [
     "QUARANTINE_DIR",
     "WriteSummary",
     "OutputSpec",
-    "write_shards",
+    "output_spec",
+    "prepare_output",
     "write_table",
     "committed_keys",
     "completed_sources",
@@ -68,7 +70,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("parquet", "webdataset")
 QUARANTINE_DIR = "_quarantine"
 CLASSES_FILE = "classes.json"
-DEFAULT_ROWS_PER_FILE = 1000
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
 
@@ -197,7 +198,7 @@ class OutputSpec:
     root: str
     uri: str
     format: str = "parquet"
-    quality: int = 95
+    quality: int = JPEG_QUALITY
     classes: list[str] | None = None
     row_group_size: int = 128
     #: More image columns to keep (e.g. DiffuseMix's ``generated`` and ``hybrid``).
@@ -212,7 +213,10 @@ class OutputSpec:
         return posixpath.join(self.root, QUARANTINE_DIR)
 
 
-def _output_spec(output_uri, format, storage_options, classes, quality, extra_images=()) -> OutputSpec:
+def output_spec(output_uri: str, format: str = "parquet", storage_options: dict | None = None,
+                classes: Sequence[str] | None = None, quality: int = JPEG_QUALITY, extra_images: Sequence[str] = ()
+                ) -> OutputSpec:
+    """Where and how to write ``output_uri`` (checks ``format``)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     fs, root = storage.filesystem(output_uri, storage_options)
@@ -220,7 +224,8 @@ def _output_spec(output_uri, format, storage_options, classes, quality, extra_im
                       extra_images=tuple(extra_images))
 
 
-def _prepare(spec: OutputSpec, descriptions: Sequence[str] | None = None) -> None:
+def prepare_output(spec: OutputSpec, descriptions: Sequence[str] | None = None) -> None:
+    """Create the output folder and write ``classes.json`` (once, on the driver)."""
     spec.fs.makedirs(spec.root, exist_ok=True)
     if spec.classes:
         doc = {"names": spec.classes}
@@ -239,6 +244,19 @@ def _column(table: pa.Table, name: str, default, type_: pa.DataType) -> pa.Array
     return pa.array([default] * table.num_rows, type_)
 
 
+def _tensor_rows(col: pa.ChunkedArray) -> list[np.ndarray]:
+    """One array per row of a tensor column. Decoded images arrive as tensor extension
+    columns (Arrow's ``fixed_shape_tensor``, or the tensor types a Ray worker registers);
+    both convert themselves, so this needs no Ray import."""
+    rows: list = []
+    for chunk in col.chunks:
+        if hasattr(chunk, "to_numpy_ndarray"):  # fixed shape: one (N, H, W, C) array
+            rows.extend(chunk.to_numpy_ndarray())
+        else:  # variable shape: an object array of (H, W, C) arrays
+            rows.extend(chunk.to_numpy(zero_copy_only=False))
+    return rows
+
+
 def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int, column: str = IMAGE) -> tuple[list, np.ndarray]:
     """An image column as a list of bytes (JPEG-encoding arrays), and an updated
     bad-row mask with encode failures."""
@@ -249,9 +267,7 @@ def _image_bytes(table: pa.Table, bad: np.ndarray, quality: int, column: str = I
         kind = col.type
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return col.to_pylist(), np.zeros(len(bad), bool)
-    from ray.data.block import BlockAccessor  # arrays arrive as Ray tensor columns
-
-    arrays = BlockAccessor.for_block(table.select([column])).to_numpy(column)
+    arrays = _tensor_rows(col)
     out, failed = [], np.zeros(len(bad), bool)
     for i, arr in enumerate(arrays):
         if bad[i]:
@@ -470,45 +486,6 @@ def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
     )
 
 
-def write_shards(
-    ds,
-    output_uri: str,
-    *,
-    format: str = "parquet",
-    storage_options: dict | None = None,
-    classes: Sequence[str] | None = None,
-    descriptions: Sequence[str] | None = None,
-    quality: int = 95,
-    rows_per_file: int = DEFAULT_ROWS_PER_FILE,
-    rows_in: int | None = None,
-    replicas: int = 1,
-    verbose: bool = True,
-    extra_images: Sequence[str] = (),
-) -> WriteSummary:
-    """Write a Ray Dataset of output rows to ``output_uri`` (see the module docstring).
-
-    Rows carry ``raymix.io.schema.OUTPUT_COLUMNS`` (missing provenance columns default to
-    ``source_key = key``, ``method = ""``, ``replica = 0``, ``params = "{}"``, ``seed``
-    null), ``image`` as encoded bytes or ``uint8`` HWC arrays (JPEG-encoded here at
-    ``quality``), plus ``source``, ``stage`` and ``reason``. Rows with a reason, or with
-    no image, go to the quarantine table. ``classes`` are stored as ``classes.json`` and
-    as ``ClassLabel`` names in the parquet schema. Prints the summary (and, with
-    ``rows_in``, whether the counts reconcile) unless ``verbose=False``. ``extra_images``
-    names more image columns to keep (more ``Image`` columns in parquet, members
-    ``{key}.{name}.jpg`` in tars), e.g. DiffuseMix's ``generated`` and ``hybrid``.
-    """
-    from raymix.io.ray_sink import ShardDatasink
-
-    spec = _output_spec(output_uri, format, storage_options, classes, quality, extra_images)
-    _prepare(spec, descriptions)
-    sink = ShardDatasink(spec, rows_per_file)
-    ds.write_datasink(sink)
-    summary = sink.summary
-    if verbose:
-        print(summary.report(rows_in, replicas), flush=True)
-    return summary
-
-
 def committed_keys(
     output_uri: str,
     *,
@@ -520,7 +497,7 @@ def committed_keys(
     """Keys (or another string column, e.g. ``source_key``; parquet only) already
     committed under ``output_uri``, including quarantined keys when ``quarantine``. Pass
     them to ``read_images(skip_keys=...)`` so a rerun does not redo finished work."""
-    spec = _output_spec(output_uri, format, storage_options, None, 95)
+    spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
     found: set[str] = set()
     folders = [(spec.root, spec.ext)] + ([(spec.quarantine_root, "parquet")] if quarantine else [])
@@ -553,7 +530,7 @@ def completed_sources(
     replicas per input: a source with only some replicas committed is read again, and
     the writer skips the replicas it already has.
     """
-    spec = _output_spec(output_uri, format, storage_options, None, 95)
+    spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
     done: Counter[str] = Counter()
     whole: set[str] = set()

@@ -25,7 +25,7 @@ import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import BLENDS, sample_blend
-from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, map_ops, sample_op
+from raymix.methods.op_tables import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, map_ops, sample_op
 from raymix.ops.patches import mix_patches_, sample_patch_box
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import round_to_uint8, stack

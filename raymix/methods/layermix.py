@@ -25,7 +25,7 @@ import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod
 from raymix.ops.blends import BLENDS, blend_chain, sample_blend
-from raymix.ops.image_ops import LAYERMIX_OPS, map_ops, sample_op
+from raymix.methods.op_tables import LAYERMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import stack
 

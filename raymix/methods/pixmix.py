@@ -21,7 +21,7 @@ import torch
 
 from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
 from raymix.ops.blends import blend_chain, sample_blend
-from raymix.ops.image_ops import AUGMIX_ALL_OPS, AUGMIX_OPS, map_ops, sample_op
+from raymix.methods.op_tables import AUGMIX_ALL_OPS, AUGMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
 
 __all__ = ["PixMix"]

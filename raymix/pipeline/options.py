@@ -7,6 +7,8 @@ import json
 import logging
 import os
 
+from raymix.schema import DEFAULT_ROWS_PER_FILE
+
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, replicas: int = 1) -> None:
     """``--input --output --replicas --seed --limit --format --address --storage-options``."""
@@ -15,7 +17,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, replicas: int = 1) 
                     "(local path, file://, s3://, ...)")
     io.add_argument("--output", required=True, help="where to write augmented shards (and _quarantine/)")
     io.add_argument("--format", choices=("parquet", "webdataset"), default="parquet", help="output format")
-    io.add_argument("--rows-per-file", type=int, default=1000,
+    io.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE,
                     help="rows per output file, at least (default %(default)s; fewer for large images)")
     io.add_argument("--replicas", type=int, default=replicas, help="augmented images per input image (default %(default)s)")
     io.add_argument("--seed", type=int, default=0, help="run seed: same seed, same bytes (default %(default)s)")

@@ -18,7 +18,9 @@ import ray
 from raymix import schema
 from raymix.io.decode import decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
-from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources, write_shards
+from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources
+from raymix.pipeline.datasink import write_dataset
+from raymix.pipeline.datasource import read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     if done:
         print(f"resuming: {len(done)} input rows already finished in {job.output}", flush=True)
     counter = RowCounter.remote()
-    ds = plan.dataset(limit=job.limit, skip_keys=done or None)
+    ds = read_dataset(plan, limit=job.limit, skip_keys=done or None)
     ds = ds.map_batches(count_rows, fn_kwargs={"counter": counter}, batch_format="numpy", batch_size=None)
     return JobInput(ds, plan, counter, skipped=len(done))
 
@@ -169,7 +171,7 @@ def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_ima
     if job.replicas < 1:
         raise ValueError("replicas must be >= 1")
     plan = job_input.plan
-    summary = write_shards(ds, job.output, format=job.format, storage_options=job.storage_options,
+    summary = write_dataset(ds, job.output, format=job.format, storage_options=job.storage_options,
                            classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
                            rows_per_file=job.rows_per_file, verbose=False, extra_images=extra_images)
     result = JobResult(summary, job_input.rows_in(), job.replicas, time.perf_counter() - job_input.started,

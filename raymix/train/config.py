@@ -152,7 +152,7 @@ def apply_preset(name: str, **overrides: Any) -> TrainConfig:
 
 @dataclass
 class TrainInput:
-    """One training input: a URI (or list of URIs) read by ``raymix.io.readers.read_images``,
+    """One training input: a URI (or list of URIs) read by ``raymix.pipeline.datasource.read_images``,
     or a Ray Dataset with ``image`` (encoded bytes, HF image struct, or uint8 HWC arrays) and
     ``label`` columns.
 

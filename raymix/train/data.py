@@ -1,6 +1,6 @@
 """The Ray Data input pipeline that streams into Ray Train.
 
-Per input (a URI read by ``raymix.io.readers.read_images``, or any Ray Dataset with
+Per input (a URI read by ``raymix.pipeline.datasource.read_images``, or any Ray Dataset with
 ``image`` and ``label`` columns)::
 
     read -> tag_epoch (epoch column; per-epoch subsample / repeat for weighted inputs)
@@ -231,7 +231,7 @@ class JSDViews:
 def _read(inp: TrainInput) -> ray.data.Dataset:
     if isinstance(inp.source, ray.data.Dataset):
         return inp.source.limit(inp.limit) if inp.limit else inp.source
-    from raymix.io.readers import read_images
+    from raymix.pipeline.datasource import read_images
 
     return read_images(inp.source, layout=inp.layout, limit=inp.limit, storage_options=inp.storage_options)
 

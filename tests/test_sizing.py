@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from raymix.cli import main
-from raymix.plan import (
+from raymix.tools.sizing import (
     IMAGENET_TRAIN_IMAGES,
     IP2P_FIXED_FLOPS,
     IP2P_STEP_FLOPS,

@@ -6,7 +6,7 @@ from:
 - **GPU work per output image: FLOPs counted, throughput estimated.** FLOPs were counted with
   ``torch.utils.flop_counter.FlopCounterMode`` on the real model code (diffusers,
   transformers) at the real shapes, on the meta device or on CPU with random weights;
-  ``tests/test_plan.py`` recounts the InstructPix2Pix figures from ``raymix.models.editor``.
+  ``tests/test_sizing.py`` recounts the InstructPix2Pix figures from ``raymix.models.editor``.
   Time per image is FLOPs / (device peak x MFU); MFU defaults to the 40% target of the GPU
   benchmark, **an estimate until ``raymix bench gpu`` is measured on the GPU**
   (docs/performance.md). Matmuls, convolutions and attention are counted; elementwise work is
@@ -32,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from raymix import registry
+from raymix.schema import DEFAULT_ROWS_PER_FILE
 
 __all__ = [
     "GPU_METHODS",
@@ -178,7 +179,7 @@ class PlanInput:
     cpu_ms: float | None = None  # overrides the measured CPU cost per output image
     input_bytes: float = IMAGENET_TRAIN_TAR_BYTES / IMAGENET_TRAIN_IMAGES
     output_bpp: float = 5.0
-    rows_per_file: int = 1000
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE
     folder_input: bool = False  # one GET per image (class folders) instead of ranged reads of shards
 
     def resolved(self) -> PlanInput:

@@ -5,7 +5,7 @@ listing, then only the files it shows), spread over as many classes as it can, a
 them the way the pipeline does (:func:`raymix.io.decode.decode_image`, then the
 ``center_crop`` resize). The ``*_samples`` functions run a method on them and return plain
 data; :func:`method_section` turns that into rows of captioned tiles for
-:func:`raymix.preview.contact_sheet`.
+:func:`raymix.tools.preview.contact_sheet`.
 
 Sample ``r`` of an original is drawn from ``sample_generator(seed, key, r, epoch=0)`` with the
 method's salt, the generator the Ray path uses for replica ``r``: a preview shows exactly the
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from raymix import schema
-from raymix.preview import Tile
+from raymix.tools.preview import Tile
 
 __all__ = [
     "PREVIEW_METHODS",

@@ -3,7 +3,7 @@
 :func:`contact_sheet` is a pure function: it takes rows of :class:`Tile` (an image and a
 caption) and returns the sheet. It is :func:`sheet_layout`, which says where everything goes
 (so a caller or a test can find each tile in the picture), then :func:`draw_sheet`. Used by ``raymix preview``
-(:mod:`raymix.preview_methods` builds the rows).
+(:mod:`raymix.tools.preview_methods` builds the rows).
 
 The sheet, top to bottom: a title line, note lines (e.g. which editor made the edits), then
 for each row an optional heading band, the row's tiles and the tiles' captions. Tiles are

@@ -3,7 +3,7 @@ import pytest
 
 from raymix.cli import main
 from raymix.io.readers import plan_read
-from raymix.io.sample import class_names, make_image, write_sample
+from raymix.tools.sample_data import class_names, make_image, write_sample
 
 
 def test_images_are_deterministic_and_vary():

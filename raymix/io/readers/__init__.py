@@ -1,0 +1,45 @@
+"""Read ImageNet-style data from any fsspec URL: :func:`plan_read` lists it once and
+decides the layout, the shards and the class list (:mod:`.plan`); each layout's reader
+(:mod:`.folder`, :mod:`.parquet`, :mod:`.webdataset`) streams one shard as bounded tables.
+
+Three layouts, one row shape (``raymix.io.schema.INPUT_COLUMNS``: ``key``, ``image`` as
+the stored bytes, ``label``, ``class_name``, ``source``):
+
+``folder``
+    ``ROOT/<class>/**/<file>`` (``train/n01440764/n01440764_10026.JPEG``). The tree is
+    listed once on the driver (the class folders, then each class folder in a thread
+    pool: every object is listed exactly once) and cut into *virtual shards* of
+    ``files_per_shard`` files per class, named ``ROOT/<class>#00000``; each virtual shard
+    is one read task that fetches its files concurrently. Keys are relative paths without
+    extension (``n01440764/n01440764_10026``). Labels index a class list: ``classes=``
+    (a list, or the URI of ``classes.json``, an ImageNet ``LOC_synset_mapping.txt``
+    (``wnid description`` per line) or a plain one-name-per-line file), else such a file
+    found in ``ROOT``, else the sorted folder names (:mod:`.classes`).
+``parquet``
+    Hugging Face ``datasets`` parquet shards: ``image`` struct ``{bytes, path}`` (or plain
+    binary) and ``label``. Keys come from a ``key`` column when present, else the image
+    ``path`` without extension, else ``<shard stem>/<row number>``; class names from a
+    ``class_name`` column, else the ``ClassLabel`` names in the HF schema metadata, else
+    a ``classes.json`` beside the shards, else the label as text.
+``webdataset``
+    Tars of ``{key}.jpg`` / ``.png`` / ... with ``{key}.cls`` (label as text) and an
+    optional ``{key}.json`` (``key``, ``class_name``, ``label``); member keys are
+    percent-decoded (see :mod:`raymix.io.wds`).
+
+Parquet files and tars are read one file per read task, streaming in blocks (the Ray
+Dataset over a plan: :func:`raymix.pipeline.datasource.read_dataset`). Files and
+folders whose name starts with ``.`` or ``_`` are skipped (``_quarantine/``, temporary
+files), as Ray's own readers do. Data that cannot be read never fails the job: a file
+that cannot be fetched gives a row with no bytes (``image`` null), and a shard that breaks
+part way gives the rows before the break plus one row keyed ``<source>#unreadable``; the
+decode stage quarantines both with reason ``missing``.
+"""
+
+from raymix.io.readers.classes import CLASS_FILES, parse_class_list
+from raymix.io.readers.plan import DEFAULT_FILES_PER_SHARD, LAYOUTS, ReadPlan, plan_read
+from raymix.io.readers.shard import UNREADABLE_SUFFIX, Shard
+
+__all__ = [
+    "CLASS_FILES", "DEFAULT_FILES_PER_SHARD", "LAYOUTS", "UNREADABLE_SUFFIX",
+    "ReadPlan", "Shard", "parse_class_list", "plan_read",
+]

@@ -1,0 +1,143 @@
+"""Class-folder trees: ``ROOT/<class>/**/<file>`` (``train/n01440764/n01440764_10026.JPEG``).
+
+The tree is listed once on the driver (the class folders, then each class folder in a
+thread pool: every object is listed exactly once) and cut into *virtual shards* of
+``files_per_shard`` files per class, named ``ROOT/<class>#00000``; each virtual shard is
+one read task that fetches its files concurrently. Keys are relative paths without
+extension (``n01440764/n01440764_10026``; with the extension where two files share a
+stem). Labels index the class list.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+
+from raymix.io import storage
+from raymix.io.readers.classes import CLASS_FILES, given_classes, load_class_file
+from raymix.io.readers.shard import RowBuffer, Shard, hidden, strip_ext
+
+log = logging.getLogger(__name__)
+
+
+def class_folders(uri: str, entries: list[dict]) -> list[str]:
+    """The class folders among the entries of the root (sorted; hidden ones skipped)."""
+    folders = sorted(
+        posixpath.basename(e["name"].rstrip("/"))
+        for e in entries
+        if e["type"] == "directory" and not hidden(posixpath.basename(e["name"].rstrip("/")))
+    )
+    if not folders:
+        raise ValueError(f"{uri} holds no class folders (and no parquet or tar files)")
+    return folders
+
+
+def class_list(fs, root: str, folders: list[str], top_files: Collection[str], classes
+               ) -> tuple[list[str], list[str], dict[str, int]]:
+    """Names, descriptions and the folder -> label index: ``classes`` when given, else a
+    class-list file at the root (:data:`CLASS_FILES`), else the sorted folder names."""
+    if classes is not None:
+        names, descriptions = given_classes(classes, folders)
+    else:
+        found = next((n for n in CLASS_FILES if n in top_files), None)
+        if found:
+            names, descriptions = load_class_file(fs, posixpath.join(root, found), folders)
+        else:
+            names, descriptions = folders, [""] * len(folders)
+    index = {n: i for i, n in enumerate(names)}
+    unknown = [f for f in folders if f not in index]
+    if unknown:
+        raise ValueError(
+            f"class folders missing from the class list: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
+    return names, descriptions, index
+
+
+def list_tree(fs, root: str, folders: list[str], list_threads: int) -> list[list[tuple[str, int]]]:
+    """``(path, size)`` of every file under each class folder, sorted; one thread per folder."""
+
+    def list_folder(folder: str) -> list[tuple[str, int]]:
+        base = posixpath.join(root, folder)
+        found = fs.find(base, detail=True)
+        return sorted((p, d.get("size") or 0) for p, d in found.items() if not hidden(p[len(base):]))
+
+    with ThreadPoolExecutor(max_workers=max(1, list_threads)) as pool:
+        return list(pool.map(list_folder, folders))
+
+
+def cut_shards(fs, root: str, folders: list[str], listings: list[list[tuple[str, int]]], index: dict[str, int],
+               files_per_shard: int, extensions: Collection[str] | None, key_prefix: str) -> list[Shard]:
+    """Virtual shards of ``files_per_shard`` files per class folder, with their keys."""
+    exts = {e.lower().lstrip(".") for e in extensions} if extensions else None
+    rel_stems: dict[str, int] = {}
+    for listing in listings:
+        for p, _ in listing:
+            stem = strip_ext(p[len(root) + 1:])
+            rel_stems[stem] = rel_stems.get(stem, 0) + 1
+
+    root_uri = storage.uri_of(fs, root)
+    shards = []
+    for folder, listing in zip(folders, listings):
+        if exts is not None:
+            listing = [(p, s) for p, s in listing if posixpath.splitext(p)[1].lower().lstrip(".") in exts]
+        for chunk_no, start in enumerate(range(0, len(listing), max(1, files_per_shard))):
+            chunk = listing[start : start + files_per_shard]
+            keys = []
+            for p, _ in chunk:
+                rel = p[len(root) + 1:]
+                stem = strip_ext(rel)
+                keys.append(key_prefix + (stem if rel_stems[stem] == 1 else rel))
+            shards.append(
+                Shard(
+                    source=f"{root_uri}/{folder}#{chunk_no:05d}",
+                    size_bytes=sum(int(s) for _, s in chunk),
+                    files=tuple(p for p, _ in chunk),
+                    keys=tuple(keys),
+                    label=index[folder],
+                    class_name=folder,
+                )
+            )
+    return shards
+
+
+def read_folder_shard(plan, shard: Shard) -> Iterator[pa.Table]:
+    """The rows of one virtual shard; a file that cannot be fetched gives a row with no
+    bytes (quarantined at decode)."""
+    rows = RowBuffer(shard.source, plan.block_bytes, plan.block_rows)
+    fs = plan.fs
+    chunk = max(1, plan.fetch_threads * 4)
+    for start in range(0, len(shard.files), chunk):
+        paths = list(shard.files[start : start + chunk])
+        try:
+            got = fs.cat(paths, on_error="return")
+        except Exception as err:  # the whole request failed: fetch one by one
+            log.warning("batched fetch failed (%s); fetching files one by one", err)
+            got = {}
+            for p in paths:
+                try:
+                    got[p] = fs.cat_file(p)
+                except Exception as one_err:
+                    got[p] = one_err
+        if not isinstance(got, dict):  # a single path comes back as bytes
+            got = {paths[0]: got}
+        for p, key in zip(paths, shard.keys[start : start + chunk]):
+            data = _lookup(got, p, fs)
+            if isinstance(data, BaseException):
+                log.warning("cannot read %s: %s", storage.uri_of(fs, p), data)
+                data = None
+            yield from rows.add(key, data, shard.label, shard.class_name)
+    yield from rows.flush()
+
+
+def _lookup(got: dict, path: str, fs):
+    if path in got:
+        return got[path]
+    stripped = fs._strip_protocol(path)
+    for k, v in got.items():
+        if fs._strip_protocol(k) == stripped:
+            return v
+    return FileNotFoundError(path)
