@@ -2,7 +2,7 @@
 
 For each method, one JSON line with:
 
-- ``images_per_s`` -- the batched Ray path (``method(batch)``, 224x224 ``uint8`` NHWC in and out);
+- ``images_per_s`` -- the batched Ray path (``MethodStage(name)(batch)``, 224x224 ``uint8`` NHWC in and out);
 - ``baseline_images_per_s`` -- a straightforward per-image PIL/NumPy implementation of the same
   method in the style of the authors' public code (kept below, in this module);
 - ``speedup`` -- their ratio;
@@ -435,10 +435,10 @@ def _batches(decoded: dict, edited, batch_size):
 
 
 def _build(name: str, colour, gray, seed: int):
-    from raymix.methods import get_method
+    from raymix.pipeline.rows import MethodStage
 
     fractals = gray if name == "layermix" else colour
-    return get_method(name, seed=seed, fractals=fractals)
+    return MethodStage(name, {"fractals": fractals}, seed=seed)
 
 
 def _baseline(name: str, colour_pil, gray_pil):
