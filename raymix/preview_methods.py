@@ -201,16 +201,16 @@ class DiffuseMixSample:
 
 
 def load_editor(model: str, *, seed: int = 0, steps: int | None = None, resolution: int | None = None):
-    """The InstructPix2Pix editor for a preview: ``model`` as ``InstructPix2PixEditor`` takes it
-    (a Hugging Face id, a folder, an object-store URI, ``"tiny"``); ``tiny`` runs at 64 pixels
+    """The InstructPix2Pix editing stage for a preview: ``model`` as ``InstructPix2PixEditor`` takes
+    it (a Hugging Face id, a folder, an object-store URI, ``"tiny"``); ``tiny`` runs at 64 pixels
     and 20 steps unless told otherwise. Raises :class:`PreviewError` when the model does not load."""
-    from raymix.models.editor import InstructPix2PixEditor
+    from raymix.pipeline.edit_stage import EditStage
 
     if model == TINY_EDITOR:
         steps = TINY_STEPS if steps is None else steps
         resolution = TINY_RESOLUTION if resolution is None else resolution
     try:
-        return InstructPix2PixEditor(model, seed=seed, steps=steps, resolution=resolution)
+        return EditStage(model, seed=seed, steps=steps, resolution=resolution)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         raise PreviewError(
             f"cannot load the editor {model!r}: {type(err).__name__}: {err}\n"
@@ -307,7 +307,7 @@ def miamix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0
 def _short_prompt(sample: DiffuseMixSample, editor) -> str:
     """The library entry the edit used (``sunset``), else the full prompt."""
     index = (sample.params.get("edit") or {}).get("prompt_index")
-    library = getattr(editor, "library", None)
+    library = getattr(getattr(editor, "model", None), "library", None)
     return library.prompts[index] if index is not None and library is not None else sample.prompt
 
 
@@ -399,10 +399,11 @@ def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions,
                 texts = [f"input {o.key}", f"generated r{r}", "mask", "hybrid", "fractal", "final"]
             images = [s.input, s.generated, s.mask, s.hybrid, s.fractal, s.final]
             rows.append([Tile(img, text) for img, text in zip(images, texts, strict=True)])
-    model = getattr(editor, "model_name", "?")
-    settings = getattr(editor, "settings", None)
+    editor_model = getattr(editor, "model", None)
+    model = getattr(editor_model, "model_name", "?")
+    settings = getattr(editor_model, "settings", None)
     how = f"{settings.steps} steps at {settings.resolution} px" if settings is not None else ""
-    note = f"Edits by {model} ({how}, {getattr(getattr(editor, 'device', None), 'type', '?')})."
+    note = f"Edits by {model} ({how}, {getattr(getattr(editor_model, 'device', None), 'type', '?')})."
     from raymix.models.random_pipelines import RANDOM_MODELS
 
     if model in RANDOM_MODELS:

@@ -108,9 +108,9 @@ def miamix_rows() -> dict:
 
 
 def editor_rows() -> dict:
-    from raymix.models.editor import InstructPix2PixEditor
+    from raymix.pipeline.edit_stage import EditStage
 
-    editor = InstructPix2PixEditor(model="tiny", seed=3, steps=2, resolution=32)
+    editor = EditStage(model="tiny", seed=3, steps=2, resolution=32)
     batch = rows(3, size=32, seed=8, readonly=False)
     batch["replica"] = np.array([0, 1, 0], dtype=np.int32)
     batch["source_key"] = batch["key"].copy()

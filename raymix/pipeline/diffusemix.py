@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import ray
 
-from raymix.models.editor import DEFAULT_MODEL, InstructPix2PixEditor, edit_settings
+from raymix.models.editor import DEFAULT_MODEL, edit_settings
 from raymix.pipeline import stages
+from raymix.pipeline.edit_stage import EditStage
 from raymix.pipeline.rows import MethodStage
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
 
     resources, pool = edit_resources(job)
     ds = ds.map_batches(
-        InstructPix2PixEditor,
+        EditStage,
         fn_constructor_kwargs={
             "model": job.editor, "preset": job.preset, "seed": job.seed, "prompt_file": job.prompts,
             "steps": job.steps, "resolution": job.resolution, "dtype": job.dtype,
