@@ -18,8 +18,8 @@ The contract (every ``"image"`` method; ``"pair"`` methods add the ``edited`` im
 Methods know nothing of Ray or of rows: :class:`raymix.pipeline.rows.MethodStage` runs any of
 them over Ray Data batches (replicas, keys, provenance columns, failed rows). MiAMix, the
 ``"batch"`` kind, mixes a whole training batch on the device instead
-(:class:`raymix.methods.miamix.MiAMix`: ``sample`` draws :class:`MiAMixParams` for the batch,
-``mix`` applies them).
+(:class:`raymix.methods.miamix.MiAMix`: ``sample`` draws one ``MiAMixParams`` for the batch,
+as a sample's partner is another sample; ``mix`` draws and mixes).
 """
 
 from __future__ import annotations

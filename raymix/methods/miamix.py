@@ -1,7 +1,10 @@
 """MiAMix: multi-stage augmented mixup (Liang, Liang and Jia, Processes 2023, 11, 3284).
 
-A batched ``torch.nn.Module`` that runs on the training device inside the step. For each
-sample of a batch (Algorithm 1):
+A batched ``torch.nn.Module`` that runs on the training device inside the step: the
+registry's ``"batch"`` kind. Its parameters are drawn for the whole batch at once
+(:meth:`MiAMix.sample` -> :class:`MiAMixParams`: pairing, layers, masks) because a sample's
+partner is another sample of the batch; :meth:`MiAMix.mix` draws them and mixes images and
+labels, returning the params too. For each sample of a batch (Algorithm 1):
 
 1. pair it with a random partner from the batch, or, with probability ``p_self``, with a
    differently augmented copy of itself (section 3.2.1);
