@@ -1,5 +1,5 @@
 """A stand-in for ``raymix.fractals.FractalBank`` in tests: smooth random noise images with the
-same ``sample`` API (one image per generator, resized/cropped to the requested size, optional
+same ``sample`` and ``ids_for`` API (one image per generator, resized/cropped to the requested size, optional
 random flips, grayscale banks give three equal channels)."""
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class NoiseBank:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def ids_for(self, generators: Sequence[torch.Generator]) -> list[str]:
+        return [self.ids[int(torch.randint(len(self.ids), (1,), generator=g))] for g in generators]
 
     def sample(self, generators: Sequence[torch.Generator], size: tuple[int, int], flip: bool = False,
                channels_last: bool = False):

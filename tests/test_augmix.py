@@ -1,7 +1,14 @@
+"""AugMix: torchvision's, seeded per sample; its rows through the pipeline's MethodStage."""
+
 import numpy as np
 import torch
 
 from raymix.methods.augmix import AugMix
+from raymix.pipeline.rows import MethodStage
+
+
+def stage(seed=0, replicas=1, epoch=0):
+    return MethodStage("augmix", seed=seed, replicas=replicas, epoch=epoch)
 
 
 def batch(n=6, size=32, seed=0):
@@ -18,7 +25,7 @@ def batch(n=6, size=32, seed=0):
 
 
 def test_rows_per_replica_with_provenance():
-    out = AugMix(seed=1, replicas=2)(batch())
+    out = stage(seed=1, replicas=2)(batch())
     # Row 2 failed upstream: it passes once, with replica -1.
     assert out["image"].shape == (11, 32, 32, 3) and out["image"].dtype == np.uint8
     assert list(out["key"][:2]) == ["img0/augmix/0", "img0/augmix/1"]
@@ -27,24 +34,25 @@ def test_rows_per_replica_with_provenance():
     assert list(out["key"][4:6]) == ["img2", "img3/augmix/0"]
     assert (out["label"] == np.array([0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5])).all()
     assert not np.array_equal(out["image"][0], out["image"][1])
+    assert out["params"][4] == "{}" and '"seed": ' in out["params"][0] and list(out["seed"][:2]) == [1, 1]
 
 
 def test_bad_rows_pass_through_untouched():
     b = batch()
-    out = AugMix(seed=1)(b)
+    out = stage(seed=1)(b)
     assert np.array_equal(out["image"][2], b["image"][2]) and out["reason"][2]
     assert not np.array_equal(out["image"][0], b["image"][0])
 
 
 def test_draws_depend_on_seed_key_replica_epoch_only():
     b = batch()
-    whole = AugMix(seed=3)(b)["image"]
-    halves = [AugMix(seed=3)({k: v[s] for k, v in b.items()})["image"] for s in (slice(0, 2), slice(2, 6))]
+    whole = stage(seed=3)(b)["image"]
+    halves = [stage(seed=3)({k: v[s] for k, v in b.items()})["image"] for s in (slice(0, 2), slice(2, 6))]
     assert np.array_equal(whole, np.concatenate(halves))
-    assert not np.array_equal(whole, AugMix(seed=4)(b)["image"])
+    assert not np.array_equal(whole, stage(seed=4)(b)["image"])
     # The epoch column overrides the constructor's epoch.
-    later = AugMix(seed=3)({**b, "epoch": np.full(6, 1)})["image"]
-    assert np.array_equal(later, AugMix(seed=3, epoch=1)(b)["image"])
+    later = stage(seed=3)({**b, "epoch": np.full(6, 1)})["image"]
+    assert np.array_equal(later, stage(seed=3, epoch=1)(b)["image"])
     assert not np.array_equal(later, whole)
 
 

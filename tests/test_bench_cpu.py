@@ -41,7 +41,7 @@ def test_baselines_return_uint8_images_of_the_input_size(name, monkeypatch, tmp_
     monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path))
     colour, gray, _ = cpu._banks("generated:4", 0)
     method = cpu._build(name, colour, gray, 0)
-    baseline = cpu._baseline(method, cpu._bank_pil(colour, 4, False), cpu._bank_pil(gray, 4, True))
+    baseline = cpu._baseline(method.method, cpu._bank_pil(colour, 4, False), cpu._bank_pil(gray, 4, True))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     for _ in range(5):

@@ -1,4 +1,5 @@
-"""The InstructPix2Pix editor with the tiny random-weight pipeline on the CPU (64x64, 2 steps)."""
+"""The InstructPix2Pix editor (the model, raymix.models.editor) and its Ray stage
+(raymix.pipeline.edit_stage) with the tiny random-weight pipeline on the CPU (64x64, 2 steps)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from raymix.models.editor import EDIT_PARAMS, EDITED, PROMPT, PRESETS, InstructPix2PixEditor
+from raymix.models.editor import PRESETS
+from raymix.pipeline.edit_stage import EDIT_PARAMS, EDITED, PROMPT, EditStage
 from raymix.models.prompts import PAPER_PROMPTS, PAPER_TEMPLATE, PUBLIC_CODE_PROMPTS
 from raymix.ops.blank import BLANK_KINDS, blank_kinds
 
@@ -17,7 +19,7 @@ TINY = dict(preset="fast", steps=2, resolution=64)
 
 @pytest.fixture(scope="module")
 def editor():
-    return InstructPix2PixEditor("tiny", seed=7, **TINY)
+    return EditStage("tiny", seed=7, **TINY)
 
 
 def _batch(n=4, size=(48, 80), seed=0, replica=None):
@@ -38,9 +40,9 @@ def _generators(n, offset=0):
 def test_edit_matches_the_diffusers_pipeline(editor):
     """The batched loop computes what StableDiffusionInstructPix2PixPipeline computes, row by row."""
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 3, 64, 64), dtype=np.uint8))
-    prompts = [editor.library.text(i) for i in range(3)]
-    ours = editor.edit(images, prompts, _generators(3))
-    theirs = editor.pipeline(
+    prompts = [editor.model.library.text(i) for i in range(3)]
+    ours = editor.model.edit(images, prompts, _generators(3))
+    theirs = editor.model.pipeline(
         prompts,
         image=images.float() / 255,
         num_inference_steps=2,
@@ -70,9 +72,9 @@ def test_batch_contract(editor):
 
 
 def test_same_seed_same_bytes_and_seed_matters():
-    a = InstructPix2PixEditor("tiny", seed=1, **TINY)(_batch())
-    b = InstructPix2PixEditor("tiny", seed=1, **TINY)(_batch())
-    c = InstructPix2PixEditor("tiny", seed=2, **TINY)(_batch())
+    a = EditStage("tiny", seed=1, **TINY)(_batch())
+    b = EditStage("tiny", seed=1, **TINY)(_batch())
+    c = EditStage("tiny", seed=2, **TINY)(_batch())
     assert np.array_equal(a[EDITED], b[EDITED]) and list(a[PROMPT]) == list(b[PROMPT])
     assert not np.array_equal(a[EDITED], c[EDITED])
 
@@ -83,12 +85,12 @@ def test_batch_grouping_does_not_change_rows():
     Without it, CPU GEMM kernels are chosen by matrix shape, so a row may differ by one
     grey level between batch sizes (the float results differ in the last bits).
     """
-    fixed = InstructPix2PixEditor("tiny", seed=3, model_batch=4, **TINY)
+    fixed = EditStage("tiny", seed=3, model_batch=4, **TINY)
     whole = fixed(_batch())
     halves = [fixed({k: v[s] for k, v in _batch().items()}) for s in (slice(0, 2), slice(2, 4))]
     assert np.array_equal(whole[EDITED], np.concatenate([h[EDITED] for h in halves]))
 
-    free = InstructPix2PixEditor("tiny", seed=3, **TINY)
+    free = EditStage("tiny", seed=3, **TINY)
     whole_free = free(_batch())
     halves_free = np.concatenate([free({k: v[s] for k, v in _batch().items()})[EDITED] for s in (slice(0, 2), slice(2, 4))])
     assert np.abs(whole_free[EDITED].astype(int) - halves_free.astype(int)).max() <= 1
@@ -103,8 +105,8 @@ def test_replicas_draw_their_own_prompts(editor):
 
 
 def test_public_code_preset_cycles_bare_prompts():
-    ed = InstructPix2PixEditor("tiny", preset="public-code", steps=2, resolution=64)
-    assert ed.settings.steps == 2 and PRESETS["public-code"].steps == 100
+    ed = EditStage("tiny", preset="public-code", steps=2, resolution=64)
+    assert ed.model.settings.steps == 2 and PRESETS["public-code"].steps == 100
     for replica in range(3):
         out = ed(_batch(n=2, replica=replica))
         assert list(out[PROMPT]) == [PUBLIC_CODE_PROMPTS[replica]] * 2
@@ -115,14 +117,14 @@ def test_prompt_file(tmp_path):
 
     with fsspec.open("memory://raymix-test/prompts.txt", "w") as f:
         f.write("# my prompts\n\nfoggy morning\n  pencil drawing  \n")
-    ed = InstructPix2PixEditor("tiny", prompt_file="memory://raymix-test/prompts.txt", template="{prompt}", **TINY)
-    assert ed.library.prompts == ("foggy morning", "pencil drawing")
+    ed = EditStage("tiny", prompt_file="memory://raymix-test/prompts.txt", template="{prompt}", **TINY)
+    assert ed.model.library.prompts == ("foggy morning", "pencil drawing")
     out = ed(_batch(n=6))
     assert set(out[PROMPT]) <= {"foggy morning", "pencil drawing"}
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
     with pytest.raises(ValueError, match="no prompts"):
-        InstructPix2PixEditor("tiny", prompt_file=str(empty), **TINY)
+        EditStage("tiny", prompt_file=str(empty), **TINY)
 
 
 def _force_white(editor, calls: int | None):
@@ -135,11 +137,11 @@ def _force_white(editor, calls: int | None):
             return torch.ones_like(output)
         return output
 
-    return editor.vae.decoder.register_forward_hook(hook)
+    return editor.model.vae.decoder.register_forward_hook(hook)
 
 
 def test_blank_output_is_retried_with_the_next_prompt():
-    ed = InstructPix2PixEditor("tiny", seed=5, **TINY)
+    ed = EditStage("tiny", seed=5, **TINY)
     handle = _force_white(ed, calls=1)
     try:
         out = ed(_batch(n=3))
@@ -150,13 +152,13 @@ def test_blank_output_is_retried_with_the_next_prompt():
         params = json.loads(params)
         order = ed.prompt_order(key, 0)
         assert params["retries"] == 1 and params["prompt_index"] == order[1]
-        assert params["rejected"] == [{"prompt": ed.library.text(order[0]), "blank": "near-white"}]
-        assert prompt == ed.library.text(order[1])
+        assert params["rejected"] == [{"prompt": ed.model.library.text(order[0]), "blank": "near-white"}]
+        assert prompt == ed.model.library.text(order[1])
     assert (blank_kinds(torch.from_numpy(out[EDITED]).permute(0, 3, 1, 2)) == 0).all()
 
 
 def test_always_blank_rows_are_quarantined():
-    ed = InstructPix2PixEditor("tiny", max_retries=2, **TINY)
+    ed = EditStage("tiny", max_retries=2, **TINY)
     handle = _force_white(ed, calls=None)
     try:
         batch = _batch(n=2)
@@ -210,7 +212,7 @@ def test_ray_map_batches_on_fake_gpus_falls_back_to_cpu(ray_cluster):
     rows = [{"image": img, "source_key": key, "replica": 1} for img, key in zip(batch["image"], batch["source_key"])]
     kwargs = dict(model="tiny", seed=11, model_batch=3, **TINY)
     ds = ray.data.from_items(rows).map_batches(
-        InstructPix2PixEditor,
+        EditStage,
         fn_constructor_kwargs=kwargs,
         batch_size=3,
         num_gpus=1,
@@ -224,7 +226,7 @@ def test_ray_map_batches_on_fake_gpus_falls_back_to_cpu(ray_cluster):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        direct = InstructPix2PixEditor(**kwargs)({**batch, "replica": np.ones(6, dtype=np.int64)})
+        direct = EditStage(**kwargs)({**batch, "replica": np.ones(6, dtype=np.int64)})
     finally:
         torch.set_num_threads(threads)
     for row, edited in zip(out, direct[EDITED]):

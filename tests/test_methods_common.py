@@ -1,25 +1,106 @@
-"""What every method shares: determinism, the Ray Data path and the torchvision-style path."""
+"""What every method shares: the make_params/apply/describe/caption contract, determinism and the
+torchvision-style path (the Ray Data rows: tests/test_pipeline_rows.py)."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fractal_double import NoiseBank
-from methods_helpers import generators, rows, smooth_images
-from raymix.methods import METHODS, IPMix, LayerMix, PixMix, get_method
-from raymix.ops.rng import sample_generator
+from methods_helpers import generators, smooth_images
+from raymix import registry
+from raymix.methods import IPMix, LayerMix, PixMix, get_method
+from raymix.methods.augmix import AugMix, AugMixParams
+from raymix.methods.diffusemix import DiffuseMixParams
+from raymix.methods.ipmix import IPMixParams
+from raymix.methods.layermix import LayerMixParams
+from raymix.methods.pixmix import PixMixParams
+from raymix.ops.rng import sample_generator, sample_seed
 
 ONE_IMAGE_METHODS = ["pixmix", "ipmix", "layermix"]
+PARAMS = {"pixmix": PixMixParams, "ipmix": IPMixParams, "layermix": LayerMixParams, "augmix": AugMixParams,
+          "diffusemix": DiffuseMixParams}
 
 
 def make(name, **kwargs):
-    bank = NoiseBank(grayscale=name == "layermix")
+    if registry.method(name).fractals:
+        kwargs["fractals"] = NoiseBank(grayscale=name == "layermix")
     if name == "ipmix":
         kwargs.setdefault("preset", "cifar")
-    return get_method(name, fractals=bank, **kwargs)
+    return get_method(name, **kwargs)
+
+
+def run(method, x, gens):
+    """``augment``, with the edited images a pair method also takes."""
+    if registry.method(method.name).kind == "pair":
+        return method.augment(x, gens, x.flip(-1).contiguous())
+    return method.augment(x, gens)
+
+
+@pytest.mark.parametrize("name", registry.method_names(kind="image") + registry.method_names(kind="pair"))
+def test_make_params_then_apply_is_augment(name):
+    x = smooth_images(7, size=32, seed=4)
+    method = make(name, chunk_size=3)
+    expected, infos = run(method, x, generators(7))
+    params = [method.make_params(g, (32, 32)) for g in generators(7)]
+    assert all(type(p) is PARAMS[name] for p in params)
+    extra = (x.flip(-1).contiguous(),) if name == "diffusemix" else ()
+    assert torch.equal(method.apply(x, params, *extra), expected)
+    assert [method.describe(p) for p in params] == infos
+    # applying is deterministic: the same params give the same pixels, another image's do not
+    assert torch.equal(method.apply(x, params, *extra), expected)
+    assert not torch.equal(method.apply(x, params[1:] + params[:1], *extra), expected)
+
+
+@pytest.mark.parametrize("name", registry.method_names(kind="image") + registry.method_names(kind="pair"))
+def test_describe_is_json_and_caption_is_short_text(name):
+    method = make(name)
+    for g in generators(6):
+        params = method.make_params(g, (32, 32))
+        info = method.describe(params)
+        assert info["method"] == name and json.loads(json.dumps(info)) == info
+        text = method.caption(params)
+        assert text and isinstance(text, str) and len(text.splitlines()) <= 8
+
+
+def test_captions_spell_out_the_draws():
+    pix = make("pixmix")
+    p = next(p for g in generators(40) if (p := pix.make_params(g, (32, 32))).fractal and p.start)
+    lines = pix.caption(p).splitlines()
+    assert lines[0].startswith("start: ") and lines[0] != "start: x" and lines[-1] == p.fractal
+    assert len(lines) == len(p.rounds) + 2
+    lay = make("layermix").make_params(generators(1)[0], (32, 32))
+    assert make("layermix").caption(lay).startswith(f"output {lay.step + 1}: {lay.op}")
+    ip = make("ipmix").make_params(generators(1)[0], (32, 32))
+    assert make("ipmix").caption(ip).splitlines()[-2 if ip.fractal else -1].startswith("w ")
+    assert make("augmix").caption(AugMixParams(1)) == "severity 3, width 3, depth 1-3"
+    dm = make("diffusemix").make_params(generators(1)[0])
+    assert make("diffusemix").caption(dm) == f"mask: {dm.mask} half, lambda 0.2\n{dm.fractal}"
+
+
+def test_fractal_ids_in_params_are_the_fractals_applied():
+    method = make("layermix")
+    params = [method.make_params(g, (32, 32)) for g in generators(30)]
+    three = [p for p in params if p.step == 2]
+    assert three and all(p.fractal is None for p in params if p.step != 2)
+    _, ids = method.sample_fractals([p.fractal_seed for p in three], 32, 32, "cpu")
+    assert ids == [p.fractal for p in three]
+
+
+def test_augmix_joins_the_contract_through_the_registry():
+    method = registry.create("augmix", seed=3)
+    assert isinstance(method, AugMix) and method.salt == "augmix"
+    gen = sample_generator(3, "img/0", 1, 2, method.salt)
+    # the seed AugMix always ran torchvision under: sample_seed(seed, key, replica, epoch, "augmix")
+    assert method.make_params(gen, (32, 32)) == AugMixParams(sample_seed(3, "img/0", 1, 2, salt="augmix"))
+    x = smooth_images(4, 32)
+    out, infos = method.augment(x, generators(4))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(infos[2]["seed"])
+        assert torch.equal(out[2], method.augmix(x[2]))
+    assert infos[0] == {"method": "augmix", "severity": 3, "mixture_width": 3, "chain_depth": -1, "alpha": 1.0,
+                        "all_ops": False, "seed": generators(4)[0].initial_seed()}
 
 
 @pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
@@ -46,8 +127,8 @@ def test_same_bytes_whatever_the_memory_format_which_the_output_keeps(name):
     method = make(name)
     if name == "diffusemix":
         edited = x.flip(-1).contiguous()
-        a, infos_a = method.mix(x, edited, generators(6))
-        b, infos_b = method.mix(channels_last, edited, generators(6))
+        a, infos_a = method.augment(x, generators(6), edited)
+        b, infos_b = method.augment(channels_last, generators(6), edited)
     else:
         a, infos_a = method.augment(x, generators(6))
         b, infos_b = method.augment(channels_last, generators(6))
@@ -61,106 +142,6 @@ def test_params_are_json_and_name_the_method(name):
     for info in infos:
         assert json.loads(json.dumps(info)) == info
         assert info["method"] == name
-
-
-@pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
-def test_ray_path_rows_per_replica_with_provenance(name):
-    batch = rows(5)
-    method = make(name, replicas=3, seed=7)
-    out = method(batch)
-    assert len(out["key"]) == 15
-    assert out["image"].dtype == np.uint8 and out["image"].shape == (15, 16, 16, 3)
-    for j in range(15):
-        i, r = divmod(j, 3)
-        assert out["key"][j] == f"{batch['key'][i]}/{name}/{r}"
-        assert out["source_key"][j] == batch["key"][i]
-        assert out["replica"][j] == r and out["method"][j] == name and out["seed"][j] == 7
-        assert out["label"][j] == batch["label"][i] and out["class_name"][j] == batch["class_name"][i]
-        assert out["source"][j] == batch["source"][i]
-        assert out["stage"][j] == "" and out["reason"][j] == ""
-        assert json.loads(out["params"][j])["method"] == name
-    assert out["replica"].dtype == np.int32 and out["label"].dtype == np.int64
-    # each row's randomness is sample_generator(seed, key, replica, epoch)
-    x = torch.from_numpy(np.array(batch["image"][1:2])).permute(0, 3, 1, 2)
-    expected, _ = make(name, seed=7).augment(x, [sample_generator(7, batch["key"][1], 2, 0)])
-    assert np.array_equal(out["image"][5], expected[0].permute(1, 2, 0).numpy())
-    # replicas differ from each other
-    assert not np.array_equal(out["image"][0], out["image"][1])
-
-
-@pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
-def test_ray_path_never_writes_its_input_and_returns_new_memory(name):
-    batch = rows(5, readonly=False)  # writable: the method works on a view of it
-    before = batch["image"].copy()
-    out = make(name, replicas=1)(batch)
-    assert np.array_equal(batch["image"], before)
-    assert not np.shares_memory(out["image"], batch["image"])
-
-
-@pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
-def test_ray_path_is_independent_of_how_rows_are_batched(name):
-    batch = rows(6)
-    method = make(name, replicas=2)
-    whole = method(batch)
-    halves = [method({k: v[s] for k, v in batch.items()}) for s in (slice(0, 2), slice(2, 6))]
-    assert np.array_equal(whole["image"], np.concatenate([h["image"] for h in halves]))
-    assert list(whole["params"]) == [p for h in halves for p in h["params"]]
-
-
-def test_epoch_column_and_attribute_change_the_draws():
-    batch = rows(3)
-    method = make("pixmix")
-    base = method(batch)
-    method.set_epoch(1)
-    later = method(batch)
-    method.set_epoch(0)
-    with_column = method(dict(batch, epoch=np.ones(3, dtype=np.int64)))
-    assert not np.array_equal(base["image"], later["image"])
-    assert np.array_equal(later["image"], with_column["image"])
-
-
-def test_failed_rows_pass_through_once_and_bad_rows_are_quarantined():
-    batch = rows(4)
-    batch["stage"][1], batch["reason"][1] = "decode", "truncated"
-    out = make("pixmix", replicas=2)(batch)
-    assert len(out["key"]) == 7  # 3 good rows x 2 replicas + 1 passed-through row
-    passed = [j for j in range(7) if out["reason"][j]]
-    assert passed == [2]
-    assert out["key"][2] == batch["key"][1] and out["stage"][2] == "decode" and out["reason"][2] == "truncated"
-    assert np.array_equal(out["image"][2], batch["image"][1])
-
-    # Images of different shapes (an object column): the odd one is quarantined at "augment".
-    images = np.empty(3, dtype=object)
-    images[0] = batch["image"][0]
-    images[1] = np.zeros((16, 16), dtype=np.uint8)
-    images[2] = batch["image"][2]
-    ragged = {k: v[:3] for k, v in batch.items()}
-    ragged["image"] = images
-    ragged["reason"] = np.array([""] * 3, dtype=object)
-    out = make("pixmix")(ragged)
-    assert list(out["stage"]) == ["", "augment", ""]
-    assert "HxWx3" in out["reason"][1]
-    assert out["image"].dtype == object
-
-
-def test_a_row_that_raises_is_quarantined_and_the_rest_are_mixed(monkeypatch):
-    method = make("layermix", replicas=2)
-    batch = rows(4)
-    poisoned = 2
-    real = method._augment
-
-    def flaky(images, gens):
-        if any(int(im[0, 0, 0]) == int(batch["image"][poisoned][0, 0, 0]) for im in images):
-            raise RuntimeError("kernel failed")
-        return real(images, gens)
-
-    monkeypatch.setattr(method, "_augment", flaky)
-    out = method(batch)
-    assert len(out["key"]) == 3 * 2 + 1
-    bad = [j for j in range(len(out["key"])) if out["stage"][j] == "augment"]
-    assert len(bad) == 1 and out["key"][bad[0]] == batch["key"][poisoned]
-    assert "RuntimeError: kernel failed" in out["reason"][bad[0]]
-    assert sorted(set(out["source_key"])) == sorted(batch["key"])
 
 
 @pytest.mark.parametrize("name", ONE_IMAGE_METHODS)
@@ -205,10 +186,11 @@ def test_works_in_a_plain_dataloader_with_workers():
 
 
 def test_registry_and_constructor_arguments():
-    assert set(METHODS) == {"pixmix", "ipmix", "layermix", "diffusemix"}
+    for name in registry.method_names(kind="image") + registry.method_names(kind="pair"):
+        assert type(get_method(name)) is registry.method(name).load() and get_method(name).name == name
     for cls in (PixMix, IPMix, LayerMix):
-        m = cls(seed=3, replicas=2, epoch=1, fractals=NoiseBank(), size=64)
-        assert (m.seed, m.replicas, m.epoch, m.size) == (3, 2, 1, 64)
+        m = cls(seed=3, fractals=NoiseBank(), size=64)
+        assert (m.seed, m.size) == (3, 64)
     with pytest.raises(ValueError):
         get_method("cutmix")
     with pytest.raises(ValueError):
@@ -236,38 +218,14 @@ def test_pickles_without_a_built_bank():
     assert torch.equal(method.augment(x, generators(2))[0], clone.augment(x, generators(2))[0])
 
 
-@pytest.mark.slow
-def test_map_batches_on_ray_data(ray_cluster):
-    import fractal_double
-    import ray
-
-    ray.cloudpickle.register_pickle_by_value(fractal_double)
-    batch = rows(6, readonly=False)
-    ds = ray.data.from_items([{k: v[i] for k, v in batch.items()} for i in range(6)])
-    out = ds.map_batches(
-        PixMix,
-        fn_constructor_kwargs={"fractals": NoiseBank(), "replicas": 2, "seed": 5},
-        batch_format="numpy",
-        batch_size=4,
-        compute=ray.data.ActorPoolStrategy(size=1),
-    ).take_all()
-    assert len(out) == 12
-    assert sorted(r["key"] for r in out) == sorted(f"{k}/pixmix/{r}" for k in batch["key"] for r in range(2))
-    local = PixMix(fractals=NoiseBank(), replicas=2, seed=5)(batch)
-    by_key = {r["key"]: r for r in out}
-    for j, key in enumerate(local["key"]):
-        assert np.array_equal(by_key[key]["image"], local["image"][j])
-        assert by_key[key]["label"] == local["label"][j]
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ONE_IMAGE_METHODS + ["diffusemix"])
 def test_cuda_matches_cpu(name):
     x = smooth_images(6, 32)
     method = make(name)
     if name == "diffusemix":
-        cpu, infos = method.mix(x, x.flip(-1), generators(6))
-        gpu, infos_g = method.mix(x.cuda(), x.flip(-1).cuda(), generators(6))
+        cpu, infos = method.augment(x, generators(6), x.flip(-1))
+        gpu, infos_g = method.augment(x.cuda(), generators(6), x.flip(-1).cuda())
     else:
         cpu, infos = method.augment(x, generators(6))
         gpu, infos_g = method.augment(x.cuda(), generators(6))
@@ -284,6 +242,6 @@ def test_methods_build_the_fractal_bank_from_a_spec(monkeypatch, tmp_path):
     assert set(pix.fractals.ids) == set(lay.fractals.ids)
     gray, ids = lay.sample_fractals([1, 2, 3], 24, 24, "cpu")
     assert gray.shape == (3, 3, 24, 24) and torch.equal(gray[:, 0], gray[:, 1])
-    out = pix(rows(4, 24))
-    used = {json.loads(p)["fractal"] for p in out["params"]} - {None}
+    _, infos = pix.augment(smooth_images(8, 24), generators(8))
+    used = {info["fractal"] for info in infos} - {None}
     assert used and used <= set(pix.fractals.ids)

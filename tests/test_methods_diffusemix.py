@@ -9,6 +9,12 @@ from freqs import assert_frequencies
 from methods_helpers import generators, rows, smooth_images
 from raymix.methods import DiffuseMix
 from raymix.methods.diffusemix import CODE_MASKS, CODE_SEAM
+from raymix.pipeline.rows import MethodStage
+
+
+def stage(seed=0, keep_intermediates=False, **options):
+    return MethodStage("diffusemix", {"fractals": NoiseBank(), **options}, seed=seed,
+                       keep_intermediates=keep_intermediates)
 
 
 def _pair(n=40, size=16):
@@ -18,14 +24,14 @@ def _pair(n=40, size=16):
 
 def test_masks_drawn_uniformly_from_the_four():
     x, e = _pair(2000, 4)
-    _, infos = DiffuseMix(fractals=NoiseBank()).mix(x, e, generators(2000))
+    _, infos = DiffuseMix(fractals=NoiseBank()).augment(x, generators(2000), e)
     assert_frequencies([i["mask"] for i in infos], {m: 0.25 for m in ("left", "right", "top", "bottom")})
     assert all(i["lambda"] == 0.2 and i["seam"] == 0 and i["fractal"] for i in infos)
 
 
 def test_output_is_the_hybrid_blended_with_the_fractal():
     x, e = _pair(40, 16)
-    out, infos = DiffuseMix(fractals=ConstantBank(100)).mix(x, e, generators(40))
+    out, infos = DiffuseMix(fractals=ConstantBank(100)).augment(x, generators(40), e)
     for i, info in enumerate(infos):
         keep = torch.zeros(16, 16, dtype=torch.bool)
         half = {"left": (slice(None), slice(0, 8)), "right": (slice(None), slice(8, 16)),
@@ -40,15 +46,15 @@ def test_output_is_the_hybrid_blended_with_the_fractal():
 def test_deterministic_and_batch_independent():
     x, e = _pair(9, 16)
     m = DiffuseMix(fractals=NoiseBank())
-    whole, infos = m.mix(x, e, generators(9))
-    parts = [m.mix(x[i:i + 1], e[i:i + 1], generators(9)[i:i + 1]) for i in range(9)]
+    whole, infos = m.augment(x, generators(9), e)
+    parts = [m.augment(x[i:i + 1], generators(9)[i:i + 1], e[i:i + 1]) for i in range(9)]
     assert torch.equal(whole, torch.cat([p[0] for p in parts])) and infos == [p[1][0] for p in parts]
 
 
 def test_public_code_variant():
     x, e = _pair(1000, 40)
     m = DiffuseMix(fractals=ConstantBank(0), masks=CODE_MASKS, seam=CODE_SEAM, lam=0.0)
-    out, infos = m.mix(x, e, generators(1000))
+    out, infos = m.augment(x, generators(1000), e)
     assert_frequencies([i["mask"] for i in infos], {"left": 0.5, "top": 0.5})
     i = next(k for k, info in enumerate(infos) if info["mask"] == "left")
     assert torch.equal(out[i, :, :, :10], x[i, :, :, :10]) and torch.equal(out[i, :, :, 30:], e[i, :, :, 30:])
@@ -57,7 +63,7 @@ def test_public_code_variant():
 def test_edited_images_of_another_size_are_resized():
     x = smooth_images(2, 16)
     e = smooth_images(2, 32, seed=3)
-    out, _ = DiffuseMix(fractals=NoiseBank()).mix(x, e, generators(2))
+    out, _ = DiffuseMix(fractals=NoiseBank()).augment(x, generators(2), e)
     assert out.shape == x.shape
 
 
@@ -83,9 +89,9 @@ def _edit_rows(n=4, size=16):
     return expanded
 
 
-def test_ray_path_mixes_each_expanded_row_once():
+def test_pipeline_stage_mixes_each_expanded_row_once():
     batch = _edit_rows()
-    out = DiffuseMix(fractals=NoiseBank(), seed=3, keep_intermediates=True)(batch)
+    out = stage(seed=3, keep_intermediates=True)(batch)
     assert len(out["key"]) == 8
     for j in range(8):
         assert out["key"][j] == f"{batch['key'][j]}/diffusemix/{batch['replica'][j]}"
@@ -104,8 +110,8 @@ def test_almost_white_generations_can_be_quarantined():
     batch = _edit_rows(2)
     batch["edited"] = np.array(batch["edited"])
     batch["edited"][1] = 255
-    plain = DiffuseMix(fractals=NoiseBank())(batch)
+    plain = stage()(batch)
     assert list(plain["stage"]) == [""] * 4
-    strict = DiffuseMix(fractals=NoiseBank(), reject_white=True)(batch)
+    strict = stage(reject_white=True)(batch)
     assert list(strict["stage"]) == ["", "augment", "", ""]
     assert "white" in strict["reason"][1]

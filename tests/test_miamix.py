@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from raymix.methods.miamix import METHODS, MiAMix, smoothing_windows
+from raymix.methods.miamix import MASK_GENERATORS, MiAMix, smoothing_windows
 from raymix.ops import msda
 
 
@@ -27,7 +27,7 @@ def big_draw():
 def test_method_frequencies_follow_the_weights(big_draw):
     module, params = big_draw
     used = params.methods[params.methods >= 0].numpy()
-    observed = np.bincount(used, minlength=len(METHODS)).astype(float)
+    observed = np.bincount(used, minlength=len(MASK_GENERATORS)).astype(float)
     weights = module.weights.numpy()
     expected = weights / weights.sum() * observed.sum()
     assert chi2_p_value(observed, expected) > 1e-3, (observed, expected)
@@ -68,7 +68,7 @@ def test_self_mixing_and_augmentation_rates(big_draw):
     p = params.self_mix.double().mean().item()
     assert abs(p - module.p_self) < 5 * math.sqrt(module.p_self * (1 - module.p_self) / n)
     assert torch.equal(params.partner[params.self_mix], torch.nonzero(params.self_mix).squeeze(1))
-    names = np.array(METHODS + ("none",))[params.methods.numpy()]
+    names = np.array(MASK_GENERATORS + ("none",))[params.methods.numpy()]
     augmentable = np.isin(names, ("cutmix", "fmix", "gridmix"))
     augmented = params.augmented.numpy()
     smoothed = params.windows.numpy() > 0

@@ -72,29 +72,29 @@ def fractal_bank(grayscale: bool):
 
 
 def image_method_rows(name: str) -> dict:
-    from raymix.methods import get_method
+    from raymix.pipeline.rows import MethodStage
 
-    method = get_method(name, seed=11, replicas=2, fractals=fractal_bank(name == "layermix"))
-    return method(input_rows())
+    stage = MethodStage(name, {"fractals": fractal_bank(name == "layermix")}, seed=11, replicas=2)
+    return stage(input_rows())
 
 
 def diffusemix_rows() -> dict:
-    from raymix.methods import DiffuseMix
+    from raymix.pipeline.rows import MethodStage
 
     batch = rows(4, size=40, seed=5, readonly=False)
     batch["edited"] = np.ascontiguousarray(batch["image"][:, ::-1])
     batch["replica"] = np.array([0, 1, 0, 1], dtype=np.int32)
     batch["source_key"] = batch["key"].copy()
     batch["prompt"] = np.array(["a", "b", "c", "d"], dtype=object)
-    return DiffuseMix(seed=4, fractals=fractal_bank(False))(batch)
+    return MethodStage("diffusemix", {"fractals": fractal_bank(False)}, seed=4)(batch)
 
 
 def augmix_rows() -> dict:
-    from raymix.methods.augmix import AugMix
+    from raymix.pipeline.rows import MethodStage
 
     batch = rows(4, size=40, seed=6, readonly=False)
     batch["reason"][1] = "decode: bad"
-    out = AugMix(seed=2, replicas=2)(batch)
+    out = MethodStage("augmix", seed=2, replicas=2)(batch)
     return {k: out[k] for k in ("image", "key", "source_key", "replica", "label", "reason")}
 
 
@@ -108,9 +108,9 @@ def miamix_rows() -> dict:
 
 
 def editor_rows() -> dict:
-    from raymix.models.editor import InstructPix2PixEditor
+    from raymix.pipeline.edit_stage import EditStage
 
-    editor = InstructPix2PixEditor(model="tiny", seed=3, steps=2, resolution=32)
+    editor = EditStage(model="tiny", seed=3, steps=2, resolution=32)
     batch = rows(3, size=32, seed=8, readonly=False)
     batch["replica"] = np.array([0, 1, 0], dtype=np.int32)
     batch["source_key"] = batch["key"].copy()

@@ -15,7 +15,7 @@ import pytest
 
 from raymix.tools.sample_data import write_sample
 from raymix.pipeline import diffusemix
-from raymix.pipeline.stages import expand_replicas
+from raymix.pipeline.rows import expand_replicas
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,11 @@ from raymix.tools.sample_data import write_sample
 from raymix.ops.masks import fractal_blend
 from raymix.tools.preview import PAD, Tile, contact_sheet, sheet_layout
 from raymix.tools.preview_methods import (
+    build_method,
     diffusemix_samples,
+    image_samples,
     load_editor,
     miamix_samples,
-    mixing_samples,
     read_originals,
 )
 
@@ -96,21 +97,24 @@ def test_diffusemix_stages_are_the_ones_mixed(sample_dir, tiny_editor):
             assert s.params["prompt"].startswith("A transformed version of image into")
 
 
-def test_samples_are_what_the_ray_path_writes(sample_dir):
-    from raymix.methods import LayerMix
+@pytest.mark.parametrize("name", ["layermix", "augmix"])
+def test_samples_are_what_the_ray_path_writes(sample_dir, name):
+    from raymix.pipeline.rows import MethodStage
 
     originals, _ = read_originals(sample_dir, 2, size=SIZE)
-    shown = mixing_samples("layermix", originals, 2, seed=5, fractals="generated:4")
+    method = build_method(name, seed=5, fractals="generated:4")
+    shown = image_samples(method, originals, 2)
     batch = {"key": np.array([o.key for o in originals], dtype=object),
              "image": np.stack([o.image for o in originals]),
              "label": np.array([o.label for o in originals]), "class_name": np.array(["x", "y"], dtype=object),
              "source": np.array(["s", "s"], dtype=object)}
-    rows = LayerMix(seed=5, replicas=2, fractals="generated:4").map_batch(batch)
+    options = {"fractals": "generated:4"} if name == "layermix" else {}
+    rows = MethodStage(name, options, seed=5, replicas=2)(batch)
     for j, key in enumerate(rows["key"]):
         i, r = j // 2, j % 2
-        assert key == f"{originals[i].key}/layermix/{r}"
+        assert key == f"{originals[i].key}/{name}/{r}"
         assert np.array_equal(rows["image"][j], shown[i][r][0])
-        assert json.loads(rows["params"][j]) == shown[i][r][1]
+        assert json.loads(rows["params"][j]) == method.describe(shown[i][r][1])
 
 
 def test_miamix_samples_carry_label_weights(sample_dir):

@@ -2,7 +2,7 @@
 
 For each method, one JSON line with:
 
-- ``images_per_s`` -- the batched Ray path (``method(batch)``, 224x224 ``uint8`` NHWC in and out);
+- ``images_per_s`` -- the batched Ray path (``MethodStage(name)(batch)``, 224x224 ``uint8`` NHWC in and out);
 - ``baseline_images_per_s`` -- a straightforward per-image PIL/NumPy implementation of the same
   method in the style of the authors' public code (kept below, in this module);
 - ``speedup`` -- their ratio;
@@ -443,8 +443,10 @@ def _batches(decoded: dict, edited, batch_size):
 
 
 def _build(name: str, colour, gray, seed: int):
+    from raymix.pipeline.rows import MethodStage
+
     cls = registry.method(name).load()
-    return cls(seed=seed, fractals=gray if cls.fractal_grayscale else colour)
+    return MethodStage(name, {"fractals": gray if cls.fractal_grayscale else colour}, seed=seed)
 
 
 def _baseline(method, colour_pil, gray_pil):
@@ -458,7 +460,7 @@ def bench_method(name: str, *, decoded, edited, jpegs, colour, gray, colour_pil,
     from raymix.io.decode import encode_batch
 
     method = _build(name, colour, gray, seed)
-    baseline = _baseline(method, colour_pil, gray_pil)
+    baseline = _baseline(method.method, colour_pil, gray_pil)
     needs_edit = registry.method(name).kind == "pair"
     ed = edited if needs_edit else None
     images = list(decoded["image"])

@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
         pipeline=pipe,
         preset="fast",
         steps=args.steps,
-        seed=args.seed,
         channels_last=args.channels_last,
         fuse_qkv=args.fuse_qkv,
         compile=compile_mode,

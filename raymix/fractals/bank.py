@@ -163,8 +163,8 @@ class FractalBank:
         C = source.shape[1]
         if n == 0:
             return torch.empty((0, 3, H, W), dtype=torch.uint8), []
-        u = torch.stack([torch.rand(4, generator=g, device=g.device).cpu() for g in generators]).to(torch.float64)
-        index = (u[:, 0] * len(self)).long().clamp_(max=len(self) - 1)
+        u = _draw(generators)
+        index = self._index(u)
         top = (u[:, 1] * (R - H + 1)).long().clamp_(max=R - H)
         left = (u[:, 2] * (R - W + 1)).long().clamp_(max=R - W)
         if source.shape[-1] == R and channels_last:
@@ -187,6 +187,16 @@ class FractalBank:
         if C == 1:
             crops = crops.expand(-1, 3, -1, -1)
         return crops.contiguous(memory_format=memory), [self.ids[i] for i in index.tolist()]
+
+    def ids_for(self, generators: Sequence[torch.Generator]) -> list[str]:
+        """The ids of the fractals :meth:`sample` picks for ``generators`` (each advanced by the
+        same one draw), without cropping any pixels: what a method records as provenance."""
+        if not generators:
+            return []
+        return [self.ids[i] for i in self._index(_draw(generators)).tolist()]
+
+    def _index(self, u: torch.Tensor) -> torch.Tensor:
+        return (u[:, 0] * len(self)).long().clamp_(max=len(self) - 1)
 
     def _channels_last(self, R: int) -> torch.Tensor:
         """``(N, R, R, C)``: the images at ``R x R`` stored channels-last, built once per process."""
@@ -293,6 +303,11 @@ class FractalBank:
 
 # ------------------------------------------------------------------------------------------------
 # Building
+
+
+def _draw(generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """``(n, 4)`` float64 uniforms, one ``torch.rand(4)`` per generator: fractal, top, left, flip."""
+    return torch.stack([torch.rand(4, generator=g, device=g.device).cpu() for g in generators]).to(torch.float64)
 
 
 @contextlib.contextmanager

@@ -12,31 +12,20 @@ The editing itself (InstructPix2Pix with a prompt) is a separate, GPU stage; thi
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix import schema
-from raymix.methods.base import (
-    FractalSpec,
-    MixingMethod,
-    _check_row_image,
-    _column,
-    _OutputRows,
-    _reason,
-    _row_meta,
-    _to_chw,
-    rows_to_images,
-)
+from raymix.methods.base import FractalSpec, MixingMethod, as_draws
+from raymix.methods.captions import number
 from raymix.ops.masks import MASKS, fractal_blend, hybrid, hybrid_fractal_blend
-from raymix.ops.rng import Draws, sample_generator
-from raymix.ops.tensors import is_channels_last, nchw_to_nhwc, nhwc, nhwc_to_nchw, to_channels_last
+from raymix.ops.rng import Draws
+from raymix.ops.tensors import is_channels_last, nhwc, to_channels_last
 
-__all__ = ["DiffuseMix", "is_almost_white"]
+__all__ = ["DiffuseMix", "DiffuseMixParams", "is_almost_white"]
 
 #: The public code's variant: original always left or top, 20-pixel linear seam.
 CODE_MASKS = ("left", "top")
@@ -53,8 +42,22 @@ def is_almost_white(image: torch.Tensor) -> bool:
     return bool(hist[255] > 0.9 * total and hist[:255].max() < 0.1 * total)
 
 
+@dataclass(frozen=True)
+class DiffuseMixParams:
+    """Everything drawn for one image: the half ``mask`` that keeps the original and the fractal
+    (its child-generator seed and its id)."""
+
+    mask: str
+    fractal_seed: int
+    fractal: str
+
+
 class DiffuseMix(MixingMethod):
     """DiffuseMix mixing: original + edited image -> hybrid via a half mask -> fractal blend.
+
+    A ``"pair"`` method: :meth:`apply` and :meth:`augment` take the edited images as a third
+    argument, ``edited`` (``uint8`` ``(N, 3, H', W')``, resized to the originals' size if they
+    differ).
 
     Args:
         lam: fractal blending factor, 0.20 in all the paper's experiments (Sec. 4, Table 10).
@@ -62,22 +65,20 @@ class DiffuseMix(MixingMethod):
             :data:`CODE_MASKS` (``("left", "top")``).
         seam: width in pixels of a linear transition between the halves; 0 (binary) in the paper,
             :data:`CODE_SEAM` (20) in the public code.
-        reject_white: quarantine rows whose edited image is almost all white, as the public code
-            discards them (the paper does not mention it).
-        keep_intermediates: in the Ray path, also output the ``generated`` and ``hybrid`` images.
-        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
-            default to a generated colour bank. ``replicas`` is not used by the Ray path, whose
-            rows arrive already expanded per replica by the editing stage.
+        reject_white: refuse an edited image that is almost all white, as the public code
+            discards them (the paper does not mention it): :meth:`apply` raises, and the
+            pipeline quarantines the row.
+        seed, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals default to a
+            generated colour bank.
     """
 
     name = "diffusemix"
     salt = "mix"
 
     def __init__(self, *, lam: float = 0.20, masks: Sequence[str] = MASKS, seam: int = 0,
-                 reject_white: bool = False, keep_intermediates: bool = False, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 8):
-        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
-                         chunk_size=chunk_size)
+                 reject_white: bool = False, seed: int = 0, fractals: FractalSpec = None,
+                 size: int | None = None, chunk_size: int = 8):
+        super().__init__(seed=seed, fractals=fractals, size=size, chunk_size=chunk_size)
         masks = tuple(masks)
         if not masks or any(m not in MASKS for m in masks):
             raise ValueError(f"masks must be a non-empty subset of {MASKS}, got {masks}")
@@ -89,72 +90,78 @@ class DiffuseMix(MixingMethod):
         self.masks = masks
         self.seam = int(seam)
         self.reject_white = bool(reject_white)
-        self.keep_intermediates = bool(keep_intermediates)
 
     def config(self) -> dict:
         return {"lambda": self.lam, "seam": self.seam}
 
-    def plan(self, draws: Draws) -> dict:
-        return {"mask": draws.choice(self.masks), "fractal_seed": draws.seed()}
+    def make_params(self, generator: torch.Generator | Draws, size: tuple[int, int] | None = None
+                    ) -> DiffuseMixParams:
+        """Draw the mask and the fractal of one image (its size does not matter)."""
+        draws = as_draws(generator)
+        mask = draws.choice(self.masks)
+        fractal_seed = draws.seed()
+        return DiffuseMixParams(mask, fractal_seed, self.fractal_id(fractal_seed))
+
+    def describe(self, params: DiffuseMixParams) -> dict:
+        return {"method": self.name, **self.config(), "mask": params.mask, "fractal": params.fractal}
+
+    def caption(self, params: DiffuseMixParams) -> str:
+        return f"mask: {params.mask} half, lambda {number(self.lam)}\n{params.fractal}"
 
     # ------------------------------------------------------------------ core
 
-    def mix(self, originals: torch.Tensor, edited: torch.Tensor, generators: Sequence[torch.Generator]
-            ) -> tuple[torch.Tensor, list[dict]]:
-        """Mix ``uint8`` ``(N, 3, H, W)`` originals with their edited images (resized to the
-        original size if they differ). Returns the augmented batch and params per image."""
-        out, infos, _ = self._mix_all(originals, edited, generators, keep_hybrids=False)
-        return out, infos
+    def apply(self, images: torch.Tensor, params_list: Sequence[DiffuseMixParams], edited: torch.Tensor
+              ) -> torch.Tensor:
+        """Mix ``uint8`` ``(N, 3, H, W)`` originals with their edited images (Eq. 1 and 2)."""
+        return self._mix_all(images, edited, params_list, keep_hybrids=False)[0]
+
+    def apply_with_hybrids(self, images: torch.Tensor, params_list: Sequence[DiffuseMixParams],
+                           edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`apply`, also returning the hybrids ``H`` of Eq. 1 (before the fractal blend)."""
+        return self._mix_all(images, edited, params_list, keep_hybrids=True)
 
     def augment(self, images: torch.Tensor, generators: Sequence[torch.Generator], edited: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, list[dict]]:
-        """:meth:`mix` with the originals first; ``edited`` is required."""
+        """:meth:`make_params` and :meth:`apply`: the augmented batch and each image's provenance."""
         if edited is None:
-            raise ValueError("DiffuseMix mixes each image with its edited version: pass edited=... "
-                             "(or call mix(originals, edited, generators))")
-        return self.mix(images, edited, generators)
+            raise ValueError("DiffuseMix mixes each image with its edited version: pass edited=...")
+        params = [self.make_params(g) for g in generators]
+        return self.apply(images, params, edited), [self.describe(p) for p in params]
 
-    def _mix_all(self, originals, edited, generators, keep_hybrids: bool = True):
-        """The mixed batch (in the originals' memory format), params per image and, with
-        ``keep_hybrids``, the hybrids."""
-        x = self._check_batch(originals, len(generators))
-        g = self._check_batch(edited, len(generators)) if edited.shape[0] == x.shape[0] else None
+    def _mix_all(self, originals, edited, params, keep_hybrids: bool):
+        """The mixed batch (in the originals' memory format) and, with ``keep_hybrids``, the hybrids."""
+        x = self._check_batch(originals, len(params))
+        g = self._check_batch(edited, len(params)) if edited.shape[0] == x.shape[0] else None
         if g is None:
             raise ValueError(f"{edited.shape[0]} edited images for {x.shape[0]} originals")
         if g.shape[-2:] != x.shape[-2:]:
             g = to_channels_last(TF.resize(g, list(x.shape[-2:]), antialias=True))
-        out, hybrids, infos = torch.empty_like(x), (torch.empty_like(x) if keep_hybrids else None), []
+        out, hybrids = torch.empty_like(x), (torch.empty_like(x) if keep_hybrids else None)
         for start in range(0, x.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            info, hyb = self._mix(x[start:stop], g[start:stop], generators[start:stop], out[start:stop],
-                                  keep_hybrids)
+            hyb = self._mix(x[start:stop], g[start:stop], params[start:stop], out[start:stop], keep_hybrids)
             if hybrids is not None:
                 nhwc(hybrids)[start:stop] = nhwc(hyb)
-            infos.extend(info)
         if not is_channels_last(originals):
             out = out.contiguous()
             hybrids = None if hybrids is None else hybrids.contiguous()
-        return out, infos, hybrids
+        return out, hybrids
 
-    def _mix(self, x, g, generators, out, keep_hybrid: bool = True):
-        """Mix a chunk into ``out``; returns params per image and the hybrids (if kept)."""
+    def _mix(self, x, g, params, out, keep_hybrid: bool):
+        """Mix a chunk into ``out``; returns the hybrids (if kept)."""
         n, _, h, w = x.shape
         if self.reject_white:
             for i in range(n):
                 if is_almost_white(g[i]):
                     raise ValueError("generated image is almost all white (discarded, as in the public code)")
-        plans = [self.plan(Draws(gen)) for gen in generators]
-        kinds = [p["mask"] for p in plans]
-        fractals, ids = self.sample_fractals([p["fractal_seed"] for p in plans], h, w, x.device)
+        kinds = [p.mask for p in params]
+        fractals, _ = self.sample_fractals([p.fractal_seed for p in params], h, w, x.device)
         if keep_hybrid or self.seam > 0:
             hybrids = hybrid(x, g, kinds, seam=self.seam)
             nhwc(out)[:] = nhwc(fractal_blend(hybrids, fractals, self.lam))
-        else:
-            hybrids = None
-            hybrid_fractal_blend(x, g, fractals, kinds, self.lam, out=out)
-        infos = [{"method": self.name, **self.config(), "mask": p["mask"], "fractal": fid}
-                 for p, fid in zip(plans, ids, strict=True)]
-        return infos, hybrids
+            return hybrids
+        hybrid_fractal_blend(x, g, fractals, kinds, self.lam, out=out)
+        return None
 
     # ------------------------------------------------------------------ torchvision-style
 
@@ -169,91 +176,4 @@ class DiffuseMix(MixingMethod):
         else:
             edited_t = edited.as_subclass(torch.Tensor)
             edited_t = edited_t.unsqueeze(0) if edited_t.ndim == 3 else edited_t
-        return self._transform(inpt, generator, lambda batch, gens: self.mix(batch, edited_t, gens)[0])
-
-    # ------------------------------------------------------------------ Ray Data
-
-    def map_batch(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Ray Data ``map_batches`` function over rows already expanded per replica.
-
-        Input columns (as ``raymix.models.editor.InstructPix2PixEditor`` writes them): ``key`` (or
-        ``source_key``), ``image``, ``edited``, ``replica``, ``prompt``, ``label``, ``class_name``,
-        ``source``, optional ``edit_params`` (kept under ``"edit"`` in ``params``), ``stage``,
-        ``reason`` and ``epoch``.
-        One output row per input row; with ``keep_intermediates`` also ``generated`` and ``hybrid``.
-        """
-        n = len(batch[schema.KEY])
-        source_keys = [str(k) for k in _column(batch, schema.SOURCE_KEY if schema.SOURCE_KEY in batch else schema.KEY,
-                                               n, "")]
-        images = rows_to_images(batch[schema.IMAGE])
-        edited = rows_to_images(batch["edited"]) if "edited" in batch else [None] * n
-        replicas = [int(r) for r in _column(batch, schema.REPLICA, n, 0)]
-        prompts = [str(p) for p in _column(batch, "prompt", n, "")]
-        edit_params = _column(batch, "edit_params", n, "")
-        reasons = _column(batch, schema.REASON, n, "")
-        stages = _column(batch, schema.STAGE, n, "")
-        epochs = [self.epoch if e is None else int(e) for e in _column(batch, "epoch", n, None)]
-
-        results: dict[int, Any] = {}
-        todo: dict[tuple, list[int]] = {}
-        for i in range(n):
-            if reasons[i]:
-                continue
-            why = _check_row_image(images[i]) or (_check_row_image(edited[i]) if edited[i] is not None
-                                                 else "no edited image")
-            if why:
-                results[i] = why
-            else:
-                todo.setdefault((images[i].shape, edited[i].shape), []).append(i)
-
-        blocks = [batch[c] if isinstance(batch.get(c), np.ndarray) and batch[c].dtype != object else None
-                  for c in (schema.IMAGE, "edited")]
-
-        def run(rows, whole=False):
-            gens = [sample_generator(self.seed, source_keys[i], replicas[i], epochs[i], self.salt) for i in rows]
-            if whole:
-                x, e = nhwc_to_nchw(blocks[0]), nhwc_to_nchw(blocks[1])
-            else:
-                x, e = _to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows])
-            out, infos, hyb = self._mix_all(x, e, gens, keep_hybrids=self.keep_intermediates)
-            out_hwc = nchw_to_nhwc(out)
-            hyb_hwc = nchw_to_nhwc(hyb) if self.keep_intermediates else [None] * len(rows)
-            return dict(zip(rows, zip(out_hwc, infos, hyb_hwc, strict=True), strict=True)), out_hwc
-
-        whole_block = None
-        for rows in todo.values():
-            try:
-                whole = len(rows) == n and all(b is not None for b in blocks)
-                mixed, out_hwc = run(rows, whole)
-                results.update(mixed)
-                whole_block = out_hwc if whole else None
-            except Exception:  # noqa: BLE001 - retried row by row; failures are quarantined
-                for i in rows:
-                    try:
-                        results.update(run([i])[0])
-                    except Exception as err:  # noqa: BLE001
-                        results[i] = _reason(err)
-
-        extra = ("prompt", "generated", "hybrid") if self.keep_intermediates else ("prompt",)
-        out = _OutputRows(extra)
-        for i in range(n):
-            meta = _row_meta(batch, i)
-            more = {"prompt": prompts[i]}
-            result = results.get(i)
-            if reasons[i] or isinstance(result, str):
-                stage, reason = (stages[i], reasons[i]) if reasons[i] else ("augment", result)
-                if self.keep_intermediates:
-                    blank = edited[i] if edited[i] is not None else images[i]
-                    more.update(generated=blank, hybrid=images[i])
-                out.add(images[i], source_keys[i], source_keys[i], self.name, replicas[i], "{}", self.seed, meta,
-                        stage, reason, **more)
-                continue
-            image, info, hyb = result
-            if self.keep_intermediates:
-                more.update(generated=edited[i], hybrid=hyb)
-            params = {**info, "prompt": prompts[i]}
-            if edit_params[i]:
-                params["edit"] = json.loads(edit_params[i])  # the editing stage's provenance
-            out.add(image, schema.output_key(source_keys[i], self.name, replicas[i]), source_keys[i], self.name,
-                    replicas[i], json.dumps(params), self.seed, meta, "", "", **more)
-        return out.columns(images=whole_block)
+        return self._transform(inpt, generator, lambda batch, gens: self.augment(batch, gens, edited_t)[0])

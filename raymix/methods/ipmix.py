@@ -20,17 +20,19 @@ reference code keeps PIL images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
+from raymix.methods.base import FractalSpec, MixingMethod, as_draws, choose_preset
+from raymix.methods.captions import BLEND_SHORT, describe_ops
 from raymix.ops.blends import BLENDS, sample_blend
 from raymix.methods.op_tables import AUGMIX_ALL_OPS, AUGMIX_OPS, IPMIX_CODE_OPS, map_ops, sample_op
 from raymix.ops.patches import mix_patches_, sample_patch_box
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import round_to_uint8, stack
 
-__all__ = ["IPMix"]
+__all__ = ["IPMix", "IPMixParams"]
 
 PRESETS = {
     # IPMix ImageNet code: k=3, t=3, beta=4, aug severity 1, patch sizes up to the whole image.
@@ -40,6 +42,20 @@ PRESETS = {
 }
 
 OP_SETS = {"augmix": AUGMIX_OPS, "all": AUGMIX_ALL_OPS, "ipmix-code": IPMIX_CODE_OPS}
+
+
+@dataclass(frozen=True)
+class IPMixParams:
+    """Everything drawn for one image: the Dirichlet chain ``weights``, the Beta ``skip`` weight
+    ``m``, the chains (``{"level": "image", "ops": [...]}`` or ``{"level": "P", "patches":
+    [...]}``, as the provenance JSON records them) and the fractal (its child-generator seed;
+    ``fractal`` is its id, ``None`` when no patch uses it)."""
+
+    weights: tuple[float, ...]
+    skip: float
+    chains: tuple[dict, ...]
+    fractal_seed: int
+    fractal: str | None
 
 
 class IPMix(MixingMethod):
@@ -57,7 +73,7 @@ class IPMix(MixingMethod):
         augmented_patches: as the ImageNet public code, take each patch with probability 1/2 from
             an augmented copy of ``x`` instead of the fractal (the paper mixes with synthetic
             images only).
-        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated colour bank.
     """
 
@@ -66,13 +82,11 @@ class IPMix(MixingMethod):
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, t: int | None = None,
                  beta: float | None = None, severity: float | None = None,
                  patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
-                 seed: int = 0, replicas: int = 1, epoch: int = 0, fractals: FractalSpec = None,
-                 size: int | None = None, chunk_size: int = 32):
+                 seed: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
         p = choose_preset(PRESETS, preset)
-        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
-                         size=size, chunk_size=chunk_size)
+        super().__init__(seed=seed, fractals=fractals, size=size, chunk_size=chunk_size)
         self.preset = preset
         self.k = int(p["k"] if k is None else k)
         self.t = int(p["t"] if t is None else t)
@@ -88,8 +102,9 @@ class IPMix(MixingMethod):
     def config(self) -> dict:
         return {"k": self.k, "t": self.t, "beta": self.beta, "severity": self.severity}
 
-    def plan(self, draws: Draws, size: tuple[int, int]) -> dict:
-        """Draw every choice for one image."""
+    def make_params(self, generator: torch.Generator | Draws, size: tuple[int, int]) -> IPMixParams:
+        """Draw every choice for one image (no pixels touched)."""
+        draws = as_draws(generator)
         h, w = size
         weights = draws.dirichlet([1.0] * self.k)
         skip = draws.beta(1.0, 1.0)
@@ -112,62 +127,76 @@ class IPMix(MixingMethod):
                                 "source": "augmented" if augmented else "fractal", "op": op,
                                 **sample_blend(kind, draws, self.beta)})
             chains.append({"level": "P", "patches": patches})
-        return {"weights": weights, "skip": skip, "chains": chains, "fractal_seed": draws.seed()}
+        fractal_seed = draws.seed()
+        uses_fractal = any(pt["source"] == "fractal" for ch in chains if ch["level"] == "P" for pt in ch["patches"])
+        return IPMixParams(tuple(weights), skip, tuple(chains), fractal_seed,
+                           self.fractal_id(fractal_seed) if uses_fractal else None)
 
-    def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
+    def _apply(self, x: torch.Tensor, params: Sequence[IPMixParams]) -> torch.Tensor:
         n, _, h, w = x.shape
-        plans = [self.plan(Draws(g), (h, w)) for g in generators]
         chain_out: dict[tuple[int, int], torch.Tensor] = {}
 
         images = list(x)
         # Image-level chains: op number s of every chain in one grouped pass.
-        image_chains = [(i, c) for i, p in enumerate(plans) for c, ch in enumerate(p["chains"])
+        image_chains = [(i, c) for i, p in enumerate(params) for c, ch in enumerate(p.chains)
                         if ch["level"] == "image" and ch["ops"]]
         state = {ic: images[ic[0]] for ic in image_chains}
         for s in range(self.t):
-            active = [ic for ic in image_chains if len(plans[ic[0]]["chains"][ic[1]]["ops"]) > s]
+            active = [ic for ic in image_chains if len(params[ic[0]].chains[ic[1]]["ops"]) > s]
             if not active:
                 break
-            out = map_ops([state[ic] for ic in active], [plans[i]["chains"][c]["ops"][s] for i, c in active],
+            out = map_ops([state[ic] for ic in active], [params[i].chains[c]["ops"][s] for i, c in active],
                           self.ops)
             state.update(zip(active, out, strict=True))
         chain_out.update(state)
 
         # P-level chains: patch sources first (augmented copies and fractals), then the patches.
-        patch_chains = [(i, c) for i, p in enumerate(plans) for c, ch in enumerate(p["chains"])
+        patch_chains = [(i, c) for i, p in enumerate(params) for c, ch in enumerate(p.chains)
                         if ch["level"] == "P" and ch["patches"]]
         copies = [(i, c, q) for i, c in patch_chains
-                  for q, patch in enumerate(plans[i]["chains"][c]["patches"]) if patch["source"] == "augmented"]
+                  for q, patch in enumerate(params[i].chains[c]["patches"]) if patch["source"] == "augmented"]
         copy_of = dict(zip(copies, map_ops([images[i] for i, _, _ in copies],
-                                           [plans[i]["chains"][c]["patches"][q]["op"] for i, c, q in copies],
+                                           [params[i].chains[c]["patches"][q]["op"] for i, c, q in copies],
                                            self.ops), strict=True))
-        need = sorted({i for i, c in patch_chains
-                       if any(pt["source"] == "fractal" for pt in plans[i]["chains"][c]["patches"])})
-        fractal_of, fractal_ids = {}, {}
+        need = [i for i, p in enumerate(params) if p.fractal is not None]
+        fractal_of = {}
         if need:
-            fractals, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in need], h, w, x.device)
-            fractal_of = {i: fractals[j] for j, i in enumerate(need)}
-            fractal_ids = {i: ids[j] for j, i in enumerate(need)}
+            fractals, _ = self.sample_fractals([params[i].fractal_seed for i in need], h, w, x.device)
+            fractal_of = dict(zip(need, fractals, strict=True))
         for i, c in patch_chains:
             steps = [(copy_of[(i, c, q)] if patch["source"] == "augmented" else fractal_of[i], patch["box"],
-                      patch["kind"], patch) for q, patch in enumerate(plans[i]["chains"][c]["patches"])]
+                      patch["kind"], patch) for q, patch in enumerate(params[i].chains[c]["patches"])]
             chain_out[(i, c)] = mix_patches_(images[i].clone(), steps)
 
-        outs = [self._combine(images[i], plans[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
-        infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
-        return stack(outs), infos
+        outs = [self._combine(images[i], params[i], [chain_out.get((i, c)) for c in range(self.k)]) for i in range(n)]
+        return stack(outs)
 
     @staticmethod
-    def _combine(x: torch.Tensor, plan: dict, chains: list[torch.Tensor | None]) -> torch.Tensor:
+    def _combine(x: torch.Tensor, params: IPMixParams, chains: list[torch.Tensor | None]) -> torch.Tensor:
         """``(1 - m) * x + m * sum_i w_i * chain_i``; unchanged chains fold into x's weight."""
-        m = plan["skip"]
-        own = (1.0 - m) + m * sum(wi for wi, ch in zip(plan["weights"], chains, strict=True) if ch is None)
+        m = params.skip
+        own = (1.0 - m) + m * sum(wi for wi, ch in zip(params.weights, chains, strict=True) if ch is None)
         acc = x.float().mul_(own)
-        for wi, ch in zip(plan["weights"], chains, strict=True):
+        for wi, ch in zip(params.weights, chains, strict=True):
             if ch is not None:
                 acc.add_(ch.float(), alpha=m * wi)
         return round_to_uint8(acc, clip=False)  # convex weights: stays in [0, 255]
 
-    def _info(self, plan: dict, fractal_id: str | None) -> dict:
-        return {"method": self.name, **self.config(), "weights": plan["weights"], "skip": plan["skip"],
-                "chains": plan["chains"], "fractal": fractal_id}
+    def describe(self, params: IPMixParams) -> dict:
+        return {"method": self.name, **self.config(), "weights": list(params.weights), "skip": params.skip,
+                "chains": list(params.chains), "fractal": params.fractal}
+
+    def caption(self, params: IPMixParams) -> str:
+        lines = []
+        for k, chain in enumerate(params.chains, 1):
+            if chain["level"] == "image":
+                lines.append(f"c{k} image: {describe_ops(chain['ops']) or '-'}")
+            else:
+                patches = [f"{pt['size']}{'sq' if pt['shape'] == 'square' else 'scar'} "
+                           f"{BLEND_SHORT.get(pt['kind'], pt['kind'])}" for pt in chain["patches"]]
+                lines.append(f"c{k} P: {', '.join(patches) or '-'}")
+        weights = "/".join(f"{w:.2f}" for w in params.weights)
+        lines.append(f"w {weights}, m {params.skip:.2f}")
+        if params.fractal:
+            lines.append(params.fractal)
+        return "\n".join(lines)

@@ -20,22 +20,38 @@ Defaults: magnitude ``m = 8`` and blending ratio ``beta = 3`` for CIFAR and Imag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from raymix.methods.base import FractalSpec, MixingMethod
+from raymix.methods.base import FractalSpec, MixingMethod, as_draws
+from raymix.methods.captions import describe_ops
 from raymix.ops.blends import BLENDS, blend_chain, sample_blend
 from raymix.methods.op_tables import LAYERMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
 from raymix.ops.tensors import stack
 
-__all__ = ["LayerMix", "LAYERMIX_BLEND_WEIGHTS", "LAYERMIX_CODE_OPS"]
+__all__ = ["LayerMix", "LayerMixParams", "LAYERMIX_BLEND_WEIGHTS", "LAYERMIX_CODE_OPS"]
 
 #: Table I probabilities of add, multiply, pixel, element.
 LAYERMIX_BLEND_WEIGHTS = (1 / 3, 1 / 3, 1 / 6, 1 / 6)
 
 #: The op list of the public code (``augs_image + augs_spatial``): Table II without brightness.
 LAYERMIX_CODE_OPS = tuple(name for name in LAYERMIX_OPS if name != "brightness")
+
+
+@dataclass(frozen=True)
+class LayerMixParams:
+    """Everything drawn for one image: which sample is returned (``step`` 0, 1, 2 for samples 1,
+    2, 3), the op ``f`` and its draw per stage, the blends, and the fractal (its child-generator
+    seed; ``fractal`` is its id, ``None`` unless sample 3 is returned)."""
+
+    step: int
+    op: str
+    stages: tuple[dict, ...]
+    blends: tuple[dict, ...]
+    fractal_seed: int
+    fractal: str | None
 
 
 class LayerMix(MixingMethod):
@@ -48,7 +64,7 @@ class LayerMix(MixingMethod):
         ops: names from Table II (:data:`raymix.ops.image_ops.LAYERMIX_OPS`) to draw from; all of
             Table II by default. :data:`LAYERMIX_CODE_OPS` is the public code's list.
         blend_weights: probabilities of add, multiply, pixel, element (Table I by default).
-        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated grayscale bank, flipped at random.
     """
 
@@ -57,10 +73,9 @@ class LayerMix(MixingMethod):
     fractal_flip = True
 
     def __init__(self, *, magnitude: float = 8, beta: float = 3.0, ops: Sequence[str] | None = None,
-                 blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
-        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals, size=size,
-                         chunk_size=chunk_size)
+                 blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0,
+                 fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
+        super().__init__(seed=seed, fractals=fractals, size=size, chunk_size=chunk_size)
         names = tuple(LAYERMIX_OPS) if ops is None else tuple(ops)
         unknown = [n for n in names if n not in LAYERMIX_OPS]
         if unknown or not names:
@@ -81,8 +96,9 @@ class LayerMix(MixingMethod):
     def _blend_params(self, draws: Draws) -> dict:
         return sample_blend(draws.choice(BLENDS, self.blend_weights), draws, self.beta)
 
-    def plan(self, draws: Draws, size: tuple[int, int]) -> dict:
-        """Draw every choice for one image, in Code Block 1's order."""
+    def make_params(self, generator: torch.Generator | Draws, size: tuple[int, int]) -> LayerMixParams:
+        """Draw every choice for one image, in Code Block 1's order (no pixels touched)."""
+        draws = as_draws(generator)
         step = draws.randint(3)
         name = draws.choice(self.op_names)
         stages = [sample_op(self.ops, draws, self.magnitude, size, name)]
@@ -93,38 +109,50 @@ class LayerMix(MixingMethod):
         if step == 2:
             blends.append(self._blend_params(draws))
             stages.append(sample_op(self.ops, draws, self.magnitude, size, name))
-        return {"step": step, "op": name, "stages": stages, "blends": blends, "fractal_seed": draws.seed()}
+        fractal_seed = draws.seed()
+        return LayerMixParams(step, name, tuple(stages), tuple(blends), fractal_seed,
+                              self.fractal_id(fractal_seed) if step == 2 else None)
 
-    def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
+    def _apply(self, x: torch.Tensor, params: Sequence[LayerMixParams]) -> torch.Tensor:
         n, _, h, w = x.shape
-        plans = [self.plan(Draws(g), (h, w)) for g in generators]
         images = list(x)
 
         # f(x) and, for samples 2 and 3, the second f(x), in one grouped pass (an op without
         # parameters, e.g. equalize, gives the same image twice and runs once).
-        two = [i for i, p in enumerate(plans) if p["step"] >= 1]
+        two = [i for i, p in enumerate(params) if p.step >= 1]
         both = map_ops(images + [images[i] for i in two],
-                       [p["stages"][0] for p in plans] + [plans[i]["stages"][1] for i in two], self.ops)
+                       [p.stages[0] for p in params] + [params[i].stages[1] for i in two], self.ops)
         result, copies = both[:n], both[n:]
-        three = [i for i, p in enumerate(plans) if p["step"] == 2]
-        fractal_of, fractal_ids = {}, {}
+        three = [i for i, p in enumerate(params) if p.step == 2]
+        fractal_of = {}
         if three:
-            fractals, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in three], h, w, x.device)
+            fractals, _ = self.sample_fractals([params[i].fractal_seed for i in three], h, w, x.device)
             fractal_of = dict(zip(three, fractals, strict=True))
-            fractal_ids = dict(zip(three, ids, strict=True))
         # Sample 2 = clip(blend(f(x), f(x))); sample 3 blends it on with the fractal. The means stay
         # float between the two blends, as the reference keeps floats between stages.
         for j, i in enumerate(two):
-            steps = [(plans[i]["blends"][0]["kind"], copies[j], plans[i]["blends"][0])]
+            steps = [(params[i].blends[0]["kind"], copies[j], params[i].blends[0])]
             if i in fractal_of:
-                steps.append((plans[i]["blends"][1]["kind"], fractal_of[i], plans[i]["blends"][1]))
+                steps.append((params[i].blends[1]["kind"], fractal_of[i], params[i].blends[1]))
             result[i] = blend_chain(result[i], steps)
-        final = map_ops([result[i] for i in three], [plans[i]["stages"][2] for i in three], self.ops)
+        final = map_ops([result[i] for i in three], [params[i].stages[2] for i in three], self.ops)
         for j, i in enumerate(three):
             result[i] = final[j]
 
-        out = stack(result)
-        infos = [{"method": self.name, **self.config(), "output": p["step"] + 1, "op": p["op"],
-                  "stages": p["stages"], "blends": p["blends"], "fractal": fractal_ids.get(i)}
-                 for i, p in enumerate(plans)]
-        return out, infos
+        return stack(result)
+
+    def describe(self, params: LayerMixParams) -> dict:
+        return {"method": self.name, **self.config(), "output": params.step + 1, "op": params.op,
+                "stages": list(params.stages), "blends": list(params.blends), "fractal": params.fractal}
+
+    def caption(self, params: LayerMixParams) -> str:
+        lines = [f"output {params.step + 1}: {params.op}"]
+        stages = [describe_ops([s]).removeprefix(params.op).strip() for s in params.stages]
+        if any(stages):
+            lines.append(f"mag {', '.join(s or '-' for s in stages)}")
+        blends = [b["kind"] + (f" t {b['threshold']:.2f}" if "threshold" in b else "") for b in params.blends]
+        if blends:
+            lines.append(f"blends: {', '.join(blends)}")
+        if params.fractal:
+            lines.append(params.fractal)
+        return "\n".join(lines)

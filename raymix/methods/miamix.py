@@ -1,7 +1,10 @@
 """MiAMix: multi-stage augmented mixup (Liang, Liang and Jia, Processes 2023, 11, 3284).
 
-A batched ``torch.nn.Module`` that runs on the training device inside the step. For each
-sample of a batch (Algorithm 1):
+A batched ``torch.nn.Module`` that runs on the training device inside the step: the
+registry's ``"batch"`` kind. Its parameters are drawn for the whole batch at once
+(:meth:`MiAMix.sample` -> :class:`MiAMixParams`: pairing, layers, masks) because a sample's
+partner is another sample of the batch; :meth:`MiAMix.mix` draws them and mixes images and
+labels, returning the params too. For each sample of a batch (Algorithm 1):
 
 1. pair it with a random partner from the batch, or, with probability ``p_self``, with a
    differently augmented copy of itself (section 3.2.1);
@@ -57,9 +60,9 @@ from torch import nn
 
 from raymix.ops import msda
 
-__all__ = ["MiAMix", "MiAMixParams", "METHODS", "smoothing_windows"]
+__all__ = ["MiAMix", "MiAMixParams", "MASK_GENERATORS", "smoothing_windows"]
 
-METHODS = ("mixup", "cutmix", "fmix", "gridmix", "agmix")
+MASK_GENERATORS = ("mixup", "cutmix", "fmix", "gridmix", "agmix")
 AUGMENTABLE = ("cutmix", "fmix", "gridmix")
 
 # Section 4.7: window sizes given for two image sizes.
@@ -107,7 +110,7 @@ class MiAMix(nn.Module):
         num_classes: needed when labels are class indices.
         alpha: Dirichlet concentration (Table 2: 2; the paper's CIFAR runs used 1).
         k_max: maximum number of mask layers (Table 2: 2).
-        methods: mask generators, a subset of ``METHODS``.
+        methods: mask generators, a subset of ``MASK_GENERATORS``.
         weights: sampling weights of ``methods`` (Table 2: 2, 1, 1, 1, 1).
         p_self: probability of mixing with an augmented copy of the sample itself.
         p_aug: probability of rotating and shearing a CutMix/FMix/GridMix mask.
@@ -133,7 +136,7 @@ class MiAMix(nn.Module):
         *,
         alpha: float = 2.0,
         k_max: int = 2,
-        methods: Sequence[str] = METHODS,
+        methods: Sequence[str] = MASK_GENERATORS,
         weights: Sequence[float] = (2, 1, 1, 1, 1),
         p_self: float = 0.10,
         p_aug: float = 0.25,
@@ -151,9 +154,9 @@ class MiAMix(nn.Module):
     ) -> None:
         super().__init__()
         methods = tuple(methods)
-        unknown = set(methods) - set(METHODS)
+        unknown = set(methods) - set(MASK_GENERATORS)
         if unknown:
-            raise ValueError(f"unknown MiAMix methods {sorted(unknown)}; choose from {METHODS}")
+            raise ValueError(f"unknown MiAMix methods {sorted(unknown)}; choose from {MASK_GENERATORS}")
         if len(weights) != len(methods):
             raise ValueError(f"{len(methods)} methods but {len(weights)} weights")
         if any(w < 0 for w in weights) or sum(weights) <= 0:

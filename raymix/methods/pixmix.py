@@ -16,15 +16,17 @@ Algorithm, per image ``x``::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from raymix.methods.base import FractalSpec, MixingMethod, choose_preset
+from raymix.methods.base import FractalSpec, MixingMethod, as_draws, choose_preset
+from raymix.methods.captions import BLEND_SHORT, describe_ops
 from raymix.ops.blends import blend_chain, sample_blend
 from raymix.methods.op_tables import AUGMIX_ALL_OPS, AUGMIX_OPS, map_ops, sample_op
 from raymix.ops.rng import Draws
 
-__all__ = ["PixMix"]
+__all__ = ["PixMix", "PixMixParams", "PixMixRound"]
 
 PRESETS = {
     # PixMix ImageNet code defaults (k=4, beta=4, aug severity 1); LayerMix Sec. 4.3 uses the same.
@@ -32,6 +34,27 @@ PRESETS = {
     # PixMix CIFAR code defaults (k=4, beta=3, aug severity 3).
     "cifar": {"k": 4, "beta": 3.0, "severity": 3.0},
 }
+
+
+@dataclass(frozen=True)
+class PixMixRound:
+    """One mixing round: the other image (``"augmented"``: ``op`` applied to ``x``, or
+    ``"fractal"``) and the blend (:func:`raymix.ops.blends.sample_blend`'s record)."""
+
+    source: str
+    op: dict | None
+    blend: dict
+
+
+@dataclass(frozen=True)
+class PixMixParams:
+    """Everything drawn for one image: the starting op (``None``: ``x`` itself), the rounds, and
+    the fractal (its child-generator seed; ``fractal`` is its id, ``None`` when no round uses it)."""
+
+    start: dict | None
+    rounds: tuple[PixMixRound, ...]
+    fractal_seed: int
+    fractal: str | None
 
 
 class PixMix(MixingMethod):
@@ -45,18 +68,17 @@ class PixMix(MixingMethod):
         severity: AugMix severity of the image ops.
         all_ops: also use color, contrast, brightness and sharpness (off by default: they overlap
             ImageNet-C).
-        seed, replicas, epoch, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated colour bank.
     """
 
     name = "pixmix"
 
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
-                 severity: float | None = None, all_ops: bool = False, seed: int = 0, replicas: int = 1,
-                 epoch: int = 0, fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
+                 severity: float | None = None, all_ops: bool = False, seed: int = 0,
+                 fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
         p = choose_preset(PRESETS, preset)
-        super().__init__(seed=seed, replicas=replicas, epoch=epoch, fractals=fractals,
-                         size=size, chunk_size=chunk_size)
+        super().__init__(seed=seed, fractals=fractals, size=size, chunk_size=chunk_size)
         self.preset = preset
         self.k = int(p["k"] if k is None else k)
         self.beta = float(p["beta"] if beta is None else beta)
@@ -69,8 +91,9 @@ class PixMix(MixingMethod):
     def config(self) -> dict:
         return {"k": self.k, "beta": self.beta, "severity": self.severity, "all_ops": self.all_ops}
 
-    def plan(self, draws: Draws, size: tuple[int, int]) -> dict:
+    def make_params(self, generator: torch.Generator | Draws, size: tuple[int, int]) -> PixMixParams:
         """Draw every choice for one image (no pixels touched)."""
+        draws = as_draws(generator)
         start = sample_op(self.ops, draws, self.severity, size) if draws.bernoulli(0.5) else None
         rounds = []
         for _ in range(draws.randint(self.k + 1)):
@@ -79,17 +102,16 @@ class PixMix(MixingMethod):
             else:
                 source, op = "fractal", None
             kind = draws.choice(("add", "multiply"))
-            rounds.append({"source": source, "op": op, "blend": sample_blend(kind, draws, self.beta)})
-        return {"start": start, "rounds": rounds, "fractal_seed": draws.seed()}
+            rounds.append(PixMixRound(source, op, sample_blend(kind, draws, self.beta)))
+        fractal_seed = draws.seed()
+        uses_fractal = any(rd.source == "fractal" for rd in rounds)
+        return PixMixParams(start, tuple(rounds), fractal_seed, self.fractal_id(fractal_seed) if uses_fractal else None)
 
-    def _augment(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, list[dict]]:
-        n, _, h, w = x.shape
-        plans = [self.plan(Draws(g), (h, w)) for g in generators]
-
+    def _apply(self, x: torch.Tensor, params: Sequence[PixMixParams]) -> torch.Tensor:
         # Every augmented copy of x, all ops in one grouped pass.
         slots, ops = [], []
-        for i, p in enumerate(plans):
-            for slot, op in [("start", p["start"])] + [(r, rd["op"]) for r, rd in enumerate(p["rounds"])]:
+        for i, p in enumerate(params):
+            for slot, op in [("start", p.start)] + [(r, rd.op) for r, rd in enumerate(p.rounds)]:
                 if op is not None:
                     slots.append((i, slot))
                     ops.append(op)
@@ -97,27 +119,32 @@ class PixMix(MixingMethod):
         copies = map_ops([images[i] for i, _ in slots], ops, self.ops)
         augmented = dict(zip(slots, copies, strict=True))
 
-        fractal_of, fractal_ids = self._fractals_for(plans, x)
+        need = [i for i, p in enumerate(params) if p.fractal is not None]
+        fractal_of = {}
+        if need:
+            fractals, _ = self.sample_fractals([params[i].fractal_seed for i in need], x.shape[2], x.shape[3], x.device)
+            fractal_of = dict(zip(need, fractals, strict=True))
 
         # Blends run image by image: per-image weights are Python floats and the float chain
         # stays in cache, which beats stacking groups on the CPU. The chain stays float between
         # rounds, as in the reference code, and is rounded once at the end.
         out = torch.empty_like(x)
-        for i, p in enumerate(plans):
-            steps = [(rd["blend"]["kind"], augmented[(i, r)] if rd["source"] == "augmented" else fractal_of[i],
-                      rd["blend"]) for r, rd in enumerate(p["rounds"])]
+        for i, p in enumerate(params):
+            steps = [(rd.blend["kind"], augmented[(i, r)] if rd.source == "augmented" else fractal_of[i], rd.blend)
+                     for r, rd in enumerate(p.rounds)]
             blend_chain(augmented.get((i, "start"), images[i]), steps, out=out[i])
-        infos = [self._info(p, fractal_ids.get(i)) for i, p in enumerate(plans)]
-        return out, infos
+        return out
 
-    def _fractals_for(self, plans: list[dict], x: torch.Tensor) -> tuple[dict, dict]:
-        need = [i for i, p in enumerate(plans) if any(rd["source"] == "fractal" for rd in p["rounds"])]
-        if not need:
-            return {}, {}
-        images, ids = self.sample_fractals([plans[i]["fractal_seed"] for i in need], x.shape[2], x.shape[3], x.device)
-        return {i: images[j] for j, i in enumerate(need)}, {i: ids[j] for j, i in enumerate(need)}
+    def describe(self, params: PixMixParams) -> dict:
+        rounds = [{"source": rd.source, "op": rd.op, **rd.blend} for rd in params.rounds]
+        return {"method": self.name, **self.config(), "start": params.start, "rounds": rounds,
+                "fractal": params.fractal}
 
-    def _info(self, plan: dict, fractal_id: str | None) -> dict:
-        rounds = [{"source": rd["source"], "op": rd["op"], **rd["blend"]} for rd in plan["rounds"]]
-        return {"method": self.name, **self.config(), "start": plan["start"], "rounds": rounds,
-                "fractal": fractal_id}
+    def caption(self, params: PixMixParams) -> str:
+        lines = [f"start: {describe_ops([params.start]) if params.start else 'x'}"]
+        for k, rd in enumerate(params.rounds, 1):
+            other = "fractal" if rd.source == "fractal" else describe_ops([rd.op]) or "x"
+            lines.append(f"{k}: {BLEND_SHORT.get(rd.blend['kind'], rd.blend['kind'])} {other}")
+        if params.fractal:
+            lines.append(params.fractal)
+        return "\n".join(lines)

@@ -44,12 +44,15 @@ pipeline draws it, so no random draw or host sync happens inside the loop; the
 scheduler's step is written out on precomputed per-step coefficients; latents stay in
 float32 between steps while the networks run in fp16/bf16. On CPU in fp32 it gives
 the pipeline's own images (a test checks this).
+
+This module is the model only: images, prompts and generators in, images out, no Ray and
+no rows. The Ray Data stage that edits rows (each row's prompt and noise, retries of blank
+outputs, quarantine, memory back-off) is :class:`raymix.pipeline.edit_stage.EditStage`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from collections import OrderedDict
@@ -61,21 +64,17 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix import registry, schema
+from raymix import registry
 from raymix.models.prompts import BARE_TEMPLATE, PUBLIC_CODE_PROMPTS, PromptLibrary, read_prompt_file
 from raymix.models.random_pipelines import RANDOM_MODELS, build_random_pipeline
 from raymix.models.weights import resolve_model
 from raymix.ops.blank import BLANK_KINDS, PUBLIC_CODE_BLANK, BlankThresholds, blank_kinds
-from raymix.ops.rng import sample_generator
 
 __all__ = [
     "DEFAULT_MODEL",
-    "EDITED",
-    "EDIT_PARAMS",
     "EditSettings",
     "InstructPix2PixEditor",
     "PRESETS",
-    "PROMPT",
     "edit_settings",
     "load_pipeline",
 ]
@@ -83,11 +82,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = registry.DEFAULT_MODELS["instructpix2pix"]
-
-# Columns the editor adds to a batch.
-EDITED = "edited"  # uint8 HWC, the size of the input image
-PROMPT = "prompt"  # the full prompt the model read
-EDIT_PARAMS = "edit_params"  # JSON: prompt, prompt index, retries, rejected attempts, settings
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -213,39 +207,22 @@ def load_pipeline(
 
 
 class InstructPix2PixEditor:
-    """Edit a batch of images with per-row prompts; a Ray Data callable class.
+    """InstructPix2Pix on a batch: uint8 images, one prompt and one generator per image in,
+    edited uint8 images out (:meth:`edit` at the model resolution, :meth:`edit_images` at
+    any size, with each output's blank kind).
 
-    Use it as ``ds.map_batches(InstructPix2PixEditor, fn_constructor_kwargs={...},
-    batch_size=B, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=N))`` or call
-    it directly on a dict of numpy arrays.
-
-    Batch contract. Input columns: ``image`` (uint8 HWC per row, any size; a 4-d
-    array or an object array of 3-d arrays), ``source_key`` (or ``key``), optionally
-    ``replica`` (int, 0 if absent), ``stage`` and ``reason``. Rows whose ``reason``
-    is set pass through untouched. Output: the input columns plus ``edited`` (uint8,
-    the size of the input image; for a row that failed, a copy of its input image),
-    ``prompt`` (the full prompt), ``edit_params`` (JSON) and ``stage``/``reason``
-    (``"edit"`` and why, for rows that failed here; empty strings otherwise).
-
-    Randomness. A row's prompt is drawn from
-    ``sample_generator(seed, source_key, replica, salt="prompt")`` and its noise from
-    ``sample_generator(seed, source_key, replica, salt="edit")``, so a row's edit does
-    not depend on which other rows share its batch or on which worker runs it. Matrix
-    kernels are chosen by shape (and on the CPU split their sums by thread count), so
-    without ``model_batch`` a row can differ by one grey level between batch sizes;
-    ``model_batch`` runs every model call at one fixed size.
-
-    Blank outputs. A generated image that is near-white, near-black or near-uniform
-    (:func:`raymix.ops.blank.blank_kinds`) is edited again with the next prompt of the
-    row's own random order and fresh noise, up to ``max_retries`` times; then the row
-    is quarantined with ``stage="edit"``, ``reason="blank-output"``. ``edit_params``
-    records the rejected attempts.
+    A row's edit depends only on its image, prompt and generator (the noise is drawn from
+    it up front), not on which other rows share its batch. Matrix kernels are chosen by
+    shape (and on the CPU split their sums by thread count), so without ``model_batch`` a
+    row can differ by one grey level between batch sizes; ``model_batch`` runs every model
+    call at one fixed size.
 
     Arguments. ``model``: a Hugging Face id, a local folder, an ``s3://`` mirror,
     ``"tiny"`` or ``"random-sd15"`` (see :func:`load_pipeline`). ``preset`` and the
-    setting keywords: see :class:`EditSettings` and :func:`edit_settings`. ``seed``:
-    the run seed. Throughput keywords (they do not change what is computed beyond
-    floating-point rounding): ``device`` (default: CUDA if torch sees one, else the
+    setting keywords: see :class:`EditSettings` and :func:`edit_settings` (the prompt
+    and retry settings are :class:`~raymix.pipeline.edit_stage.EditStage`'s to apply).
+    ``model_seed``: the random weights of ``"tiny"`` and ``"random-sd15"``. Throughput
+    keywords (they do not change what is computed beyond floating-point rounding): ``device`` (default: CUDA if torch sees one, else the
     CPU), ``dtype`` (``"auto"``, ``"bf16"``, ``"fp16"``, ``"fp32"``; fp32 on the CPU),
     ``channels_last``, ``fuse_qkv`` (one projection for q, k, v), ``compile`` (a
     ``torch.compile`` mode for the UNet, e.g. ``"max-autotune-no-cudagraphs"``, or
@@ -261,7 +238,6 @@ class InstructPix2PixEditor:
         model: str = DEFAULT_MODEL,
         *,
         preset: str = "paper",
-        seed: int = 0,
         prompts: Sequence[str] | None = None,
         prompt_file: str | None = None,
         template: str | None = None,
@@ -302,7 +278,6 @@ class InstructPix2PixEditor:
         )
         self.library = self.settings.library
         self.model_name = model
-        self.seed = int(seed)
         if pipeline is None:
             self.device = choose_device(device)
             self.dtype = choose_dtype(dtype, self.device)
@@ -506,20 +481,7 @@ class InstructPix2PixEditor:
         ]
         return torch.cat(out)[:n]
 
-    # ------------------------------------------------------------------ rows
-
-    def prompt_order(self, source_key: str, replica: int) -> list[int]:
-        """The library indices a row tries, in order: first choice, then the retries."""
-        k = len(self.library)
-        if self.settings.prompt_choice == "cycle":
-            return [(replica + j) % k for j in range(k)]
-        g = sample_generator(self.seed, source_key, replica, salt="prompt")
-        return torch.randperm(k, generator=g).tolist()
-
-    def noise_generator(self, source_key: str, replica: int, attempt: int = 0) -> torch.Generator:
-        """The generator of a row's noise; every retry gets a stream of its own."""
-        salt = "edit" if attempt == 0 else f"edit/retry{attempt}"
-        return sample_generator(self.seed, source_key, replica, salt=salt)
+    # ------------------------------------------------------------------ images of any size
 
     def edit_images(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], generators: Sequence[torch.Generator]
@@ -543,137 +505,8 @@ class InstructPix2PixEditor:
             host = [_resize(e, s).permute(1, 2, 0).cpu().numpy() for e, s in zip(edited, sizes)]
         return host, [BLANK_KINDS[k] for k in kinds]
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Edit every row of a Ray Data numpy batch; see the class docstring for the contract."""
-        n = len(batch[schema.IMAGE])
-        keys = _key_column(batch)
-        replicas = [int(r) for r in batch.get(schema.REPLICA, np.zeros(n, dtype=np.int64))]
-        stage = [str(s) for s in batch.get(schema.STAGE, [""] * n)]
-        reason = [str(s) for s in batch.get(schema.REASON, [""] * n)]
-        images: list[np.ndarray | None] = [None] * n
-        prompt_text = [""] * n
-        params = [""] * n
-        edited: list[np.ndarray | None] = [None] * n
-
-        todo = []
-        for i in range(n):
-            if reason[i]:
-                continue
-            images[i], problem = _as_rgb_uint8(batch[schema.IMAGE][i])
-            if problem:
-                stage[i], reason[i] = "edit", problem
-            else:
-                todo.append(i)
-
-        orders = {i: self.prompt_order(keys[i], replicas[i]) for i in todo}
-        rejected: dict[int, list[dict]] = {i: [] for i in todo}
-        for attempt in range(self.settings.max_retries + 1):
-            if not todo:
-                break
-            choice = {i: orders[i][attempt % len(orders[i])] for i in todo}
-            texts = [self.library.text(choice[i]) for i in todo]
-            gens = [self.noise_generator(keys[i], replicas[i], attempt) for i in todo]
-            results = self._edit_guarded([images[i] for i in todo], texts, gens)
-            retry = []
-            for i, text, (image, kind, error) in zip(todo, texts, results):
-                prompt_text[i] = text
-                if error:
-                    stage[i], reason[i] = "edit", error
-                elif kind:
-                    rejected[i].append({"prompt": text, "blank": kind})
-                    retry.append(i)
-                else:
-                    edited[i] = image
-                    params[i] = self._params(text, choice[i], rejected[i])
-            todo = retry
-        for i in todo:
-            stage[i], reason[i] = "edit", "blank-output"
-            params[i] = self._params(prompt_text[i], None, rejected[i])
-
-        out = dict(batch)
-        out[EDITED] = _column([e if e is not None else _fallback(batch[schema.IMAGE][i]) for i, e in enumerate(edited)])
-        out[PROMPT] = np.array(prompt_text, dtype=object)
-        out[EDIT_PARAMS] = np.array(params, dtype=object)
-        out[schema.STAGE] = np.array(stage, dtype=object)
-        out[schema.REASON] = np.array(reason, dtype=object)
-        return out
-
-    def _edit_guarded(self, images, texts, gens) -> list[tuple[np.ndarray | None, str, str]]:
-        """``(edited, blank kind, error)`` per row; a failing model call is split until the bad row is found."""
-        fresh = [_copy_generator(g) for g in gens]  # split halves redraw the same noise
-        try:
-            edited, kinds = self.edit_images(images, texts, gens)
-            return [(e, k, "") for e, k in zip(edited, kinds)]
-        except RuntimeError as err:  # CUDA out of memory, a kernel failure on one odd input, ...
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(images) == 1:
-                log.warning("edit failed: %s", err)
-                return [(None, "", f"edit-error: {type(err).__name__}: {str(err).splitlines()[0][:200]}")]
-            half = len(images) // 2
-            gens = fresh
-            return self._edit_guarded(images[:half], texts[:half], gens[:half]) + self._edit_guarded(
-                images[half:], texts[half:], gens[half:]
-            )
-
-    def _params(self, prompt: str, index: int | None, rejected: list[dict]) -> str:
-        s = self.settings
-        return json.dumps(
-            {
-                "prompt": prompt,
-                "prompt_index": index,
-                "retries": len(rejected),
-                "rejected": rejected,
-                "model": self.model_name,
-                "resolution": s.resolution,
-                "steps": s.steps,
-                "guidance_scale": s.guidance_scale,
-                "image_guidance_scale": s.image_guidance_scale,
-                "device": self.device.type,
-                "dtype": str(self.dtype).removeprefix("torch."),
-            }
-        )
-
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _key_column(batch: Mapping[str, np.ndarray]) -> list[str]:
-    for name in (schema.SOURCE_KEY, schema.KEY):
-        if name in batch:
-            return [str(k) for k in batch[name]]
-    raise KeyError("the editor needs a 'source_key' or 'key' column to seed each row")
-
-
-def _as_rgb_uint8(image) -> tuple[np.ndarray | None, str]:
-    """The image as uint8 HWC RGB, or ``None`` and why not."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        return None, f"bad-image: expected uint8 pixels, got {image.dtype}"
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or min(image.shape[:2]) < 1:
-        return None, f"bad-image: expected an HWC image with 1, 3 or 4 channels, got shape {image.shape}"
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return image[:, :, :3], ""
-
-
-def _fallback(image) -> np.ndarray:
-    """What ``edited`` holds for a row that was not edited: its input image, or an empty pixel."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8 and image.ndim == 3:
-        return image
-    return np.zeros((1, 1, 3), dtype=np.uint8)
-
-
-def _column(arrays: list[np.ndarray]) -> np.ndarray:
-    """One ndarray when all rows have one shape (a tensor column), else an object array."""
-    if arrays and all(a.shape == arrays[0].shape for a in arrays):
-        return np.stack(arrays)
-    out = np.empty(len(arrays), dtype=object)
-    out[:] = arrays
-    return out
 
 
 def _to_chw(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -685,9 +518,3 @@ def _resize(images: torch.Tensor, size) -> torch.Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     return TF.resize(images, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-
-
-def _copy_generator(g: torch.Generator) -> torch.Generator:
-    copy = torch.Generator(device=g.device)
-    copy.set_state(g.get_state())
-    return copy

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 
 import ray
 
-from raymix.methods.diffusemix import DiffuseMix
-from raymix.models.editor import DEFAULT_MODEL, InstructPix2PixEditor, edit_settings
+from raymix.models.editor import DEFAULT_MODEL, edit_settings
 from raymix.pipeline import stages
+from raymix.pipeline.edit_stage import EditStage
+from raymix.pipeline.rows import MethodStage
 
 log = logging.getLogger(__name__)
+
+METHOD = "diffusemix"
 
 
 @dataclass(kw_only=True)
@@ -83,11 +86,11 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     """The stages after the read, as one lazy Dataset."""
     resolution = job.settings().resolution
     ds = stages.decode(job_input.dataset, resolution)
-    ds = stages.replicate(ds, job.replicas, DiffuseMix.name)
+    ds = stages.replicate(ds, job.replicas, METHOD)
 
     resources, pool = edit_resources(job)
     ds = ds.map_batches(
-        InstructPix2PixEditor,
+        EditStage,
         fn_constructor_kwargs={
             "model": job.editor, "preset": job.preset, "seed": job.seed, "prompt_file": job.prompts,
             "steps": job.steps, "resolution": job.resolution, "dtype": job.dtype,
@@ -100,9 +103,9 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     )
     masks = {"masks": ("left", "top"), "seam": 20} if job.public_code_masks else {}
     ds = ds.map_batches(
-        DiffuseMix,
-        fn_constructor_kwargs={"seed": job.seed, "fractals": job.fractals, "lam": job.lam,
-                               "keep_intermediates": job.keep_intermediates, **masks},
+        MethodStage,
+        fn_constructor_kwargs={"method": METHOD, "options": {"fractals": job.fractals, "lam": job.lam, **masks},
+                               "seed": job.seed, "keep_intermediates": job.keep_intermediates},
         batch_size=stages.CPU_BATCH,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, job.mix_actors)),

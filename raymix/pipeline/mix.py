@@ -1,7 +1,7 @@
-"""PixMix, IPMix or LayerMix over a whole dataset, written as augmented shards.
+"""An "image" method (PixMix, IPMix, LayerMix, AugMix) over a whole dataset, written as augmented shards.
 
     read shards ─► decode + centre-crop (CPU tasks) ─► method x replicas (CPU actor
-    pool; fractal bank built once per actor) ─► encode (CPU tasks) ─► write shards
+    pool of MethodStage; fractal bank built once per actor) ─► encode (CPU tasks) ─► write shards
 
 The methods are online augmentations: training usually applies them per epoch in the
 data stage (``raymix.train``). This job writes fixed augmented copies instead, e.g. to
@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import ray
 
-from raymix.methods import METHODS
+from raymix import registry
 from raymix.pipeline import stages
+from raymix.pipeline.rows import MethodStage
 
-#: Methods that mix an image with fractals alone (DiffuseMix also needs an edit: its own job).
-MIX_METHODS = ("pixmix", "ipmix", "layermix")
+#: The registry's "image" methods (DiffuseMix, a "pair" method, needs an edit first: its own job).
+MIX_METHODS = registry.method_names(kind="image")
 
 
 @dataclass(kw_only=True)
@@ -38,10 +39,11 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
         raise ValueError(f"method must be one of {MIX_METHODS}, got {job.method!r}")
     ds = stages.decode(job_input.dataset, job.size)
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
+    options = {"fractals": job.fractals} if registry.method(job.method).fractals else {}
     ds = ds.map_batches(
-        METHODS[job.method],
-        fn_constructor_kwargs={"seed": job.seed, "replicas": job.replicas, "fractals": job.fractals,
-                               **job.method_options},
+        MethodStage,
+        fn_constructor_kwargs={"method": job.method, "options": {**options, **job.method_options},
+                               "seed": job.seed, "replicas": job.replicas},
         batch_size=job.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),

@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import ray
 
 from raymix import schema
@@ -21,6 +20,7 @@ from raymix.io.readers import ReadPlan, plan_read
 from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.datasource import read_dataset
+from raymix.pipeline.rows import expand_replicas
 
 log = logging.getLogger(__name__)
 
@@ -102,29 +102,8 @@ def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:
     return ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="numpy", batch_size=CPU_BATCH)
 
 
-def expand_replicas(batch: dict, *, replicas: int, method: str) -> dict:
-    """``replicas`` rows per input row, keyed ``{source_key}/{method}/{replica}``.
-
-    Rows that already failed pass once, with ``replica`` -1 (they stand for the whole
-    input row in the quarantine counts).
-    """
-    keys = np.asarray(batch[schema.KEY], dtype=object)
-    reasons = np.asarray(batch.get(schema.REASON, np.full(len(keys), "", dtype=object)), dtype=object)
-    ok = np.array([not r for r in reasons], dtype=bool)
-    copies = np.where(ok, replicas, 1)
-    index = np.repeat(np.arange(len(keys)), copies)
-    replica = np.concatenate([np.arange(c) if good else [schema.WHOLE_ROW] for c, good in zip(copies, ok)]
-                             ).astype(np.int32) if len(keys) else np.zeros(0, np.int32)
-    out = {name: np.asarray(col)[index] for name, col in batch.items()}
-    out[schema.SOURCE_KEY] = keys[index]
-    out[schema.REPLICA] = replica
-    out[schema.KEY] = np.array(
-        [schema.output_key(k, method, r) if r >= 0 else k for k, r in zip(keys[index], replica)], dtype=object
-    )
-    return out
-
-
 def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Dataset:
+    """:func:`raymix.pipeline.rows.expand_replicas` as CPU tasks (before a pair method's model stage)."""
     return ds.map_batches(expand_replicas, fn_kwargs={"replicas": replicas, "method": method},
                           batch_format="numpy", batch_size=CPU_BATCH)
 

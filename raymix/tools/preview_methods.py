@@ -5,10 +5,13 @@ listing, then only the files it shows), spread over as many classes as it can, a
 them the way the pipeline does (:func:`raymix.io.decode.decode_image`, then the
 ``center_crop`` resize). The ``*_samples`` functions run a method on them and return plain
 data; :func:`method_section` turns that into rows of captioned tiles for
-:func:`raymix.tools.preview.contact_sheet`.
+:func:`raymix.tools.preview.contact_sheet`, one section per kind of method (:mod:`raymix.registry`):
+every ``"image"`` method through the same code, captioned by its own ``caption``; the
+``"pair"`` method DiffuseMix with its stages; the ``"batch"`` method MiAMix with its label
+weights.
 
 Sample ``r`` of an original is drawn from ``sample_generator(seed, key, r, epoch=0)`` with the
-method's salt, the generator the Ray path uses for replica ``r``: a preview shows exactly the
+method's salt, the generator :class:`raymix.pipeline.rows.MethodStage` uses for replica ``r``: a preview shows exactly the
 images a job with the same seed writes for those keys (DiffuseMix: with the same editor,
 settings and device).
 """
@@ -23,7 +26,8 @@ from itertools import zip_longest
 import numpy as np
 import torch
 
-from raymix import schema
+from raymix import registry, schema
+from raymix.methods.captions import number
 from raymix.tools.preview import Tile
 
 __all__ = [
@@ -34,26 +38,16 @@ __all__ = [
     "DiffuseMixSample",
     "MiAMixSample",
     "read_originals",
-    "mixing_samples",
-    "augmix_samples",
+    "build_method",
+    "image_samples",
     "diffusemix_samples",
     "miamix_samples",
     "load_editor",
     "method_section",
-    "describe_ops",
 ]
 
-#: Methods in the order ``--method all`` shows them.
-PREVIEW_METHODS = ("pixmix", "ipmix", "layermix", "augmix", "diffusemix", "miamix")
-MIXING = ("pixmix", "ipmix", "layermix")
-TITLES = {
-    "pixmix": "PixMix (Hendrycks et al., CVPR 2022)",
-    "ipmix": "IPMix (Huang et al., NeurIPS 2023)",
-    "layermix": "LayerMix (Ahmad et al.)",
-    "augmix": "AugMix (Hendrycks et al., ICLR 2020)",
-    "diffusemix": "DiffuseMix (Islam et al., CVPR 2024)",
-    "miamix": "MiAMix (Liang et al., Processes 2023)",
-}
+#: Methods in the order ``--method all`` shows them: every method raymix can run.
+PREVIEW_METHODS = registry.method_names()
 #: The editor that runs offline with random weights, and its settings for a quick preview.
 TINY_EDITOR = "tiny"
 TINY_RESOLUTION = 64
@@ -171,28 +165,22 @@ def _hwc(images: torch.Tensor) -> list[np.ndarray]:
     return list(images.permute(0, 2, 3, 1).contiguous().numpy())
 
 
-def mixing_samples(
-    name: str, originals: Sequence[Original], samples: int, *, seed: int = 0, fractals=None
-) -> list[list[tuple[np.ndarray, dict]]]:
-    """PixMix, IPMix or LayerMix: per original, ``samples`` (image, params) pairs, sample ``r``
-    drawn as the Ray path draws replica ``r``."""
-    from raymix.methods import get_method
+def build_method(name: str, *, seed: int = 0, fractals=None):
+    """The registered method ``name``; ``fractals`` only goes to methods that draw fractals."""
+    return registry.create(name, seed=seed, **({"fractals": fractals} if registry.method(name).fractals else {}))
+
+
+def image_samples(method, originals: Sequence[Original], samples: int) -> list[list[tuple[np.ndarray, object]]]:
+    """An ``"image"`` method (see :func:`build_method`): per original, ``samples`` (image, params
+    record) pairs, sample ``r`` drawn as the pipeline draws replica ``r``."""
     from raymix.ops.rng import sample_generator
 
-    method = get_method(name, seed=seed, fractals=fractals)
-    gens = [sample_generator(seed, o.key, r, 0, method.salt) for o in originals for r in range(samples)]
-    out, infos = method.augment(_batch(originals, samples), gens)
-    images = _hwc(out)
-    return [list(zip(images[i * samples:(i + 1) * samples], infos[i * samples:(i + 1) * samples], strict=True))
+    gens = [sample_generator(method.seed, o.key, r, 0, method.salt) for o in originals for r in range(samples)]
+    batch = _batch(originals, samples)
+    params = [method.make_params(g, tuple(batch.shape[-2:])) for g in gens]
+    images = _hwc(method.apply(batch, params))
+    return [list(zip(images[i * samples:(i + 1) * samples], params[i * samples:(i + 1) * samples], strict=True))
             for i in range(len(originals))]
-
-
-def augmix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0) -> list[list[np.ndarray]]:
-    """AugMix (torchvision's, paper settings): per original, ``samples`` images."""
-    from raymix.methods.augmix import AugMix
-
-    method = AugMix(seed=seed)
-    return [[method.augment(o.image, o.key, r) for r in range(samples)] for o in originals]
 
 
 @dataclass
@@ -213,16 +201,16 @@ class DiffuseMixSample:
 
 
 def load_editor(model: str, *, seed: int = 0, steps: int | None = None, resolution: int | None = None):
-    """The InstructPix2Pix editor for a preview: ``model`` as ``InstructPix2PixEditor`` takes it
-    (a Hugging Face id, a folder, an object-store URI, ``"tiny"``); ``tiny`` runs at 64 pixels
+    """The InstructPix2Pix editing stage for a preview: ``model`` as ``InstructPix2PixEditor`` takes
+    it (a Hugging Face id, a folder, an object-store URI, ``"tiny"``); ``tiny`` runs at 64 pixels
     and 20 steps unless told otherwise. Raises :class:`PreviewError` when the model does not load."""
-    from raymix.models.editor import InstructPix2PixEditor
+    from raymix.pipeline.edit_stage import EditStage
 
     if model == TINY_EDITOR:
         steps = TINY_STEPS if steps is None else steps
         resolution = TINY_RESOLUTION if resolution is None else resolution
     try:
-        return InstructPix2PixEditor(model, seed=seed, steps=steps, resolution=resolution)
+        return EditStage(model, seed=seed, steps=steps, resolution=resolution)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         raise PreviewError(
             f"cannot load the editor {model!r}: {type(err).__name__}: {err}\n"
@@ -232,12 +220,13 @@ def load_editor(model: str, *, seed: int = 0, steps: int | None = None, resoluti
 def diffusemix_samples(
     originals: Sequence[Original], samples: int, editor, *, seed: int = 0, fractals=None
 ) -> list[list[DiffuseMixSample]]:
-    """Edit every original ``samples`` times with ``editor`` (an ``InstructPix2PixEditor``),
-    mix with :class:`raymix.methods.DiffuseMix` through its Ray Data path, and recover the mask
-    and the fractal of each sample from the same per-sample draws."""
-    from raymix.methods import DiffuseMix
+    """Edit every original ``samples`` times with ``editor`` (an
+    :class:`raymix.pipeline.edit_stage.EditStage`), mix with DiffuseMix through its pipeline
+    stage (:class:`raymix.pipeline.rows.MethodStage`), and recover the mask and the fractal of
+    each sample from the same per-sample draws."""
     from raymix.ops.masks import concat_mask
-    from raymix.ops.rng import Draws, sample_generator
+    from raymix.ops.rng import sample_generator
+    from raymix.pipeline.rows import MethodStage
 
     keys = [o.key for o in originals for _ in range(samples)]
     batch = {
@@ -249,8 +238,9 @@ def diffusemix_samples(
         schema.CLASS_NAME: np.array([o.class_name for o in originals for _ in range(samples)], dtype=object),
     }
     edited = editor(batch)
-    method = DiffuseMix(seed=seed, fractals=fractals, keep_intermediates=True)
-    mixed = method.map_batch(edited)
+    stage = MethodStage("diffusemix", {"fractals": fractals}, seed=seed, keep_intermediates=True)
+    mixed = stage(edited)
+    method = stage.method
 
     out: list[list[DiffuseMixSample]] = []
     for i, original in enumerate(originals):
@@ -262,11 +252,11 @@ def diffusemix_samples(
             if not sample.reason:
                 params = json.loads(mixed[schema.PARAMS][j])
                 h, w = original.image.shape[:2]
-                plan = method.plan(Draws(sample_generator(seed, original.key, r, 0, method.salt)))
-                fractal, ids = method.sample_fractals([plan["fractal_seed"]], h, w, "cpu")
-                if (plan["mask"], ids[0]) != (params["mask"], params["fractal"]):
+                drawn = method.make_params(sample_generator(seed, original.key, r, 0, method.salt), (h, w))
+                fractal, ids = method.sample_fractals([drawn.fractal_seed], h, w, "cpu")
+                if (drawn.mask, ids[0]) != (params["mask"], params["fractal"]):
                     raise RuntimeError("DiffuseMix's draws changed: the preview cannot show its mask and fractal")
-                sample.mask = concat_mask(plan["mask"], h, w, method.seam)[0].numpy()
+                sample.mask = concat_mask(drawn.mask, h, w, method.seam)[0].numpy()
                 sample.fractal = _hwc(fractal)[0]
                 sample.hybrid = np.asarray(mixed["hybrid"][j])
                 sample.final = np.asarray(mixed[schema.IMAGE][j])
@@ -314,72 +304,10 @@ def miamix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0
 # ---------------------------------------------------------------------------------------- captions
 
 
-def _number(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 0.01 or value == 0 else f"{value:.3f}"
-    return str(value)
-
-
-def describe_ops(ops: Sequence[dict | None]) -> str:
-    """``[{"op": "rotate", "degrees": -17.2}, ...]`` -> ``"rotate -17.2, ..."``."""
-    parts = []
-    for op in ops:
-        if not op:
-            continue
-        values = [_number(v) for k, v in op.items() if k != "op" and not isinstance(v, (list, dict))]
-        parts.append(" ".join([op["op"], *values]))
-    return ", ".join(parts)
-
-
-_KIND = {"add": "add", "multiply": "mul", "pixel": "pixel", "element": "elem"}
-
-
-def _pixmix_caption(p: dict) -> str:
-    lines = [f"start: {describe_ops([p['start']]) if p.get('start') else 'x'}"]
-    for k, rnd in enumerate(p.get("rounds", []), 1):
-        other = "fractal" if rnd["source"] == "fractal" else describe_ops([rnd["op"]]) or "x"
-        lines.append(f"{k}: {_KIND.get(rnd['kind'], rnd['kind'])} {other}")
-    if p.get("fractal"):
-        lines.append(p["fractal"])
-    return "\n".join(lines)
-
-
-def _ipmix_caption(p: dict) -> str:
-    lines = []
-    for k, chain in enumerate(p.get("chains", []), 1):
-        if chain["level"] == "image":
-            lines.append(f"c{k} image: {describe_ops(chain['ops']) or '-'}")
-        else:
-            patches = [f"{pt['size']}{'sq' if pt['shape'] == 'square' else 'scar'} {_KIND.get(pt['kind'], pt['kind'])}"
-                       for pt in chain["patches"]]
-            lines.append(f"c{k} P: {', '.join(patches) or '-'}")
-    weights = "/".join(f"{w:.2f}" for w in p.get("weights", []))
-    lines.append(f"w {weights}, m {p.get('skip', 0):.2f}")
-    if p.get("fractal"):
-        lines.append(p["fractal"])
-    return "\n".join(lines)
-
-
-def _layermix_caption(p: dict) -> str:
-    lines = [f"output {p['output']}: {p['op']}"]
-    stages = [describe_ops([s]).removeprefix(p["op"]).strip() for s in p.get("stages", [])]
-    if any(stages):
-        lines.append(f"mag {', '.join(s or '-' for s in stages)}")
-    blends = [b["kind"] + (f" t {b['threshold']:.2f}" if "threshold" in b else "") for b in p.get("blends", [])]
-    if blends:
-        lines.append(f"blends: {', '.join(blends)}")
-    if p.get("fractal"):
-        lines.append(p["fractal"])
-    return "\n".join(lines)
-
-
-_CAPTIONS = {"pixmix": _pixmix_caption, "ipmix": _ipmix_caption, "layermix": _layermix_caption}
-
-
 def _short_prompt(sample: DiffuseMixSample, editor) -> str:
     """The library entry the edit used (``sunset``), else the full prompt."""
     index = (sample.params.get("edit") or {}).get("prompt_index")
-    library = getattr(editor, "library", None)
+    library = getattr(getattr(editor, "model", None), "library", None)
     return library.prompts[index] if index is not None and library is not None else sample.prompt
 
 
@@ -412,29 +340,25 @@ def method_section(
 ) -> Section:
     """Run ``name`` on the originals and lay out its tiles: per original a row of the original
     and ``samples`` results (DiffuseMix: one row per sample with its six stages)."""
-    if name in MIXING:
-        results = mixing_samples(name, originals, samples, seed=seed, fractals=fractals)
-        describe = _CAPTIONS[name]
-        rows = [[_original_tile(o)] + [Tile(img, f"replica {r}" + (f"\n{describe(p)}" if captions else ""))
+    entry = registry.method(name)
+    if not entry.available:
+        raise ValueError(f"{name} cannot run yet; expected one of {PREVIEW_METHODS}")
+    if entry.kind == "image":
+        method = build_method(name, seed=seed, fractals=fractals)
+        results = image_samples(method, originals, samples)
+        rows = [[_original_tile(o)] + [Tile(img, f"replica {r}" + (f"\n{method.caption(p)}" if captions else ""))
                                        for r, (img, p) in enumerate(row)]
                 for o, row in zip(originals, results, strict=True)]
-        return Section(TITLES[name], rows, uses_fractals=True)
-    if name == "augmix":
-        results = augmix_samples(originals, samples, seed=seed)
-        detail = "\nseverity 3, width 3, depth 1-3" if captions else ""
-        rows = [[_original_tile(o)] + [Tile(img, f"replica {r}{detail}") for r, img in enumerate(row)]
-                for o, row in zip(originals, results, strict=True)]
-        return Section(TITLES[name], rows)
-    if name == "miamix":
-        return _miamix_section(originals, samples, seed=seed, captions=captions)
-    if name == "diffusemix":
-        if editor is None:
-            raise ValueError("DiffuseMix needs an editor (see load_editor)")
-        return _diffusemix_section(originals, samples, editor, seed=seed, fractals=fractals, captions=captions)
-    raise ValueError(f"unknown method {name!r}; expected one of {PREVIEW_METHODS}")
+        return Section(entry.title, rows, uses_fractals=entry.fractals)
+    if entry.kind == "batch":
+        return _miamix_section(originals, samples, seed=seed, captions=captions, title=entry.title)
+    if editor is None:
+        raise ValueError(f"{name} needs an editor (see load_editor)")
+    return _diffusemix_section(originals, samples, editor, seed=seed, fractals=fractals, captions=captions,
+                               title=entry.title)
 
 
-def _miamix_section(originals, samples, *, seed, captions) -> Section:
+def _miamix_section(originals, samples, *, seed, captions, title) -> Section:
     results = miamix_samples(originals, samples, seed=seed)
     rows = []
     for i, (o, row) in enumerate(zip(originals, results, strict=True)):
@@ -455,10 +379,10 @@ def _miamix_section(originals, samples, *, seed, captions) -> Section:
         rows.append(tiles)
     note = ("MiAMix mixes a batch: the originals shown form one batch, mixed once per column; "
             "captions give the label weights of the mixed image.")
-    return Section(TITLES["miamix"], rows, note)
+    return Section(title, rows, note)
 
 
-def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions) -> Section:
+def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions, title) -> Section:
     results = diffusemix_samples(originals, samples, editor, seed=seed, fractals=fractals)
     rows = []
     for o, row in zip(originals, results, strict=True):
@@ -470,19 +394,20 @@ def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions)
             if captions:
                 texts = [f"input {o.key}\n{o.title}", f"generated r{r}\nprompt: {_short_prompt(s, editor)}",
                          f"mask: {s.params['mask']} half\nwhite keeps the original", "hybrid",
-                         f"fractal\n{s.params['fractal']}", f"final\nlambda {_number(lam)}"]
+                         f"fractal\n{s.params['fractal']}", f"final\nlambda {number(lam)}"]
             else:
                 texts = [f"input {o.key}", f"generated r{r}", "mask", "hybrid", "fractal", "final"]
             images = [s.input, s.generated, s.mask, s.hybrid, s.fractal, s.final]
             rows.append([Tile(img, text) for img, text in zip(images, texts, strict=True)])
-    model = getattr(editor, "model_name", "?")
-    settings = getattr(editor, "settings", None)
+    editor_model = getattr(editor, "model", None)
+    model = getattr(editor_model, "model_name", "?")
+    settings = getattr(editor_model, "settings", None)
     how = f"{settings.steps} steps at {settings.resolution} px" if settings is not None else ""
-    note = f"Edits by {model} ({how}, {getattr(getattr(editor, 'device', None), 'type', '?')})."
+    note = f"Edits by {model} ({how}, {getattr(getattr(editor_model, 'device', None), 'type', '?')})."
     from raymix.models.random_pipelines import RANDOM_MODELS
 
     if model in RANDOM_MODELS:
         note = (f"The editor is {model!r}, an InstructPix2Pix with RANDOM weights ({how}): the 'generated' "
                 "column is noise-like, a stand-in for a real edit. Run with the real model "
                 "(--editor timbrooks/instruct-pix2pix, on a GPU) to see true DiffuseMix images.")
-    return Section(TITLES["diffusemix"], rows, note, uses_fractals=True)
+    return Section(title, rows, note, uses_fractals=True)

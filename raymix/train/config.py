@@ -6,14 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig", "TrainInput", "PRESETS", "parse_input", "parse_ratio", "apply_preset"]
+from raymix import registry
 
-ONLINE_METHODS = {
-    "augmix": "raymix.methods.augmix.AugMix",
-    "pixmix": "raymix.methods.pixmix.PixMix",
-    "ipmix": "raymix.methods.ipmix.IPMix",
-    "layermix": "raymix.methods.layermix.LayerMix",
-}
+__all__ = ["TrainConfig", "TrainInput", "PRESETS", "parse_input", "parse_ratio", "apply_preset"]
 
 
 @dataclass
@@ -69,8 +64,9 @@ class TrainConfig:
     checkpoints_to_keep: int | None = 2
 
     def __post_init__(self) -> None:
-        if self.online is not None and self.online not in ONLINE_METHODS:
-            raise ValueError(f"unknown online method {self.online!r}; choose from {sorted(ONLINE_METHODS)}")
+        online = registry.method_names(online=True)
+        if self.online is not None and self.online not in online:
+            raise ValueError(f"unknown online method {self.online!r}; choose from {sorted(online)}")
         if self.jsd and self.online is None:
             raise ValueError("the JSD loss needs augmented views: set an online method")
         if self.jsd and self.miamix:

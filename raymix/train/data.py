@@ -27,7 +27,6 @@ only, and a resumed run sees the same epochs as an uninterrupted one.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -35,9 +34,10 @@ from typing import Any
 import numpy as np
 import ray
 
-from raymix import schema
+from raymix import registry, schema
 from raymix.ops.rng import sample_seed
-from raymix.train.config import ONLINE_METHODS, TrainConfig, TrainInput
+from raymix.pipeline.rows import MethodStage
+from raymix.train.config import TrainConfig, TrainInput
 from raymix.train.transforms import center_crop, crop_flip
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
     "create_epoch_clock",
     "build_train_dataset",
     "build_val_dataset",
-    "load_method",
+    "online_stage_kwargs",
     "tag_epoch",
     "prepare_images",
     "conform",
@@ -87,22 +87,16 @@ def current_epoch(clock: Any) -> int:
     return int(ray.get(clock.get.remote()))
 
 
-def method_kwargs(cls: type, config: TrainConfig, replicas: int) -> dict[str, Any]:
-    """Constructor arguments of an online method: seed, replicas, epoch 0 (the batch's
-    ``epoch`` column overrides it), ``size`` (fractal side) when the method takes one, and
-    the user's ``online_options`` on top."""
-    kwargs: dict[str, Any] = {"seed": config.seed, "replicas": replicas, "epoch": 0}
+def online_stage_kwargs(config: TrainConfig, replicas: int) -> dict[str, Any]:
+    """:class:`raymix.pipeline.rows.MethodStage` arguments of the online method: seed,
+    replicas, epoch 0 (the batch's ``epoch`` column overrides it), and as the method's options
+    ``size`` (fractal side) when the method takes one, with the user's ``online_options`` on top."""
+    cls = registry.method(config.online).load()
+    options: dict[str, Any] = {}
     if "size" in inspect.signature(cls).parameters:
-        kwargs["size"] = config.image_size
-    return {**kwargs, **config.online_options}
-
-
-def load_method(name: str) -> type:
-    """The online method class registered under ``name``."""
-    if name not in ONLINE_METHODS:
-        raise ValueError(f"unknown online method {name!r}; choose from {sorted(ONLINE_METHODS)}")
-    module_name, _, cls_name = ONLINE_METHODS[name].rpartition(".")
-    return getattr(importlib.import_module(module_name), cls_name)
+        options["size"] = config.image_size
+    return {"method": config.online, "options": {**options, **config.online_options},
+            "seed": config.seed, "replicas": replicas, "epoch": 0}
 
 
 # -- per-batch functions (numpy batches) -------------------------------------------------
@@ -195,23 +189,21 @@ def finalize(batch: dict[str, np.ndarray], *, views: int = 1, crop_to: int | Non
 class JSDViews:
     """Clean view plus two augmented views per row, for the JSD consistency loss.
 
-    Runs the online method with ``replicas=2`` in-process and lines its output rows up with
-    the input rows by ``(source_key, replica)``; a row the method passed through once
-    (replica -1: failed upstream or in the method) keeps its ``reason``.
+    Runs the online method's :class:`~raymix.pipeline.rows.MethodStage` (``replicas=2``,
+    ``stage`` its arguments) in-process and lines its output rows up with the input rows by
+    ``(source_key, replica)``; a row the stage passed through once (replica -1: failed
+    upstream or in the method) keeps its ``reason``.
     """
 
-    def __init__(self, method: str, kwargs: dict[str, Any]) -> None:
-        self.method = load_method(method)(**kwargs)
+    def __init__(self, stage: dict[str, Any]) -> None:
+        self.stage = MethodStage(**stage)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys = [str(k) for k in batch[schema.KEY]]
         n = len(keys)
-        out = self.method(batch)
-        if schema.REPLICA not in out:
-            raise ValueError("the online method's output has no replica column to match it to its input rows")
-        sources = out.get(schema.SOURCE_KEY, out[schema.KEY])
-        position = {(str(k), int(r)): i for i, (k, r) in enumerate(zip(sources, out[schema.REPLICA]))}
-        failed = np.asarray(out.get(schema.REASON, np.full(len(sources), "", dtype=object)), dtype=object)
+        out = self.stage(batch)
+        position = {(str(k), int(r)): i for i, (k, r) in enumerate(zip(out[schema.SOURCE_KEY], out[schema.REPLICA]))}
+        failed = out[schema.REASON]
         first = np.empty(n, dtype=np.int64)
         second = np.empty(n, dtype=np.int64)
         reasons = np.asarray(batch.get(schema.REASON, np.full(n, "", dtype=object)), dtype=object).copy()
@@ -281,13 +273,12 @@ def build_train_dataset(
     if config.online is not None:
         pool = ray.data.ActorPoolStrategy(size=config.data_actors)
         common = dict(batch_format="numpy", batch_size=config.data_batch_size, compute=pool, num_cpus=config.data_actor_cpus)
-        method = load_method(config.online)
         if config.jsd:
             views = 3
-            kwargs = method_kwargs(method, config, replicas=2)
-            ds = ds.map_batches(JSDViews, fn_constructor_kwargs={"method": config.online, "kwargs": kwargs}, **common)
+            stage = online_stage_kwargs(config, replicas=2)
+            ds = ds.map_batches(JSDViews, fn_constructor_kwargs={"stage": stage}, **common)
         else:
-            ds = ds.map_batches(method, fn_constructor_kwargs=method_kwargs(method, config, replicas=1), **common)
+            ds = ds.map_batches(MethodStage, fn_constructor_kwargs=online_stage_kwargs(config, replicas=1), **common)
     return ds.map_batches(finalize, fn_kwargs={"views": views}, batch_format="numpy")
 
 
