@@ -47,7 +47,8 @@ from raymix.io import storage, wds
 from raymix.io.decode import encode_jpeg
 from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
 from raymix.schema import (
-    CLASS_NAME, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY, STAGE, WHOLE_ROW,
+    CLASS_NAME, DEFAULT_ROWS_PER_FILE, FORMATS, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE,
+    SOURCE_KEY, STAGE, WHOLE_ROW,
 )
 
 __all__ = [
@@ -65,10 +66,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("parquet", "webdataset")
 QUARANTINE_DIR = "_quarantine"
 CLASSES_FILE = "classes.json"
-DEFAULT_ROWS_PER_FILE = 1000
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
 

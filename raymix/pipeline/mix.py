@@ -10,36 +10,23 @@ inspect them, to share them, or to train elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import ray
 
-from raymix.methods import METHODS
-from raymix.pipeline import stages
+from raymix import registry
+from raymix.pipeline import runtime, stages
+from raymix.pipeline.specs import MixJob
 
-#: Methods that mix an image with fractals alone (DiffuseMix also needs an edit: its own job).
-MIX_METHODS = ("pixmix", "ipmix", "layermix")
-
-
-@dataclass(kw_only=True)
-class MixJob(stages.JobSpec):
-    """Settings of one run; method defaults are the papers' (``docs/methods.md``)."""
-
-    method: str
-    size: int = 224
-    fractals: str | None = None
-    method_options: dict = field(default_factory=dict)
-    actors: int | None = None
-    batch_size: int = 32
+__all__ = ["MixJob", "build", "stream", "run", "main"]
 
 
 def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
-    if job.method not in MIX_METHODS:
-        raise ValueError(f"method must be one of {MIX_METHODS}, got {job.method!r}")
+    entry = registry.method(job.method)
+    if entry.kind != "image":
+        raise ValueError(f"{job.method} is a {entry.kind!r} method; this job runs {registry.method_names(kind='image')}")
     ds = stages.decode(job_input.dataset, job.size)
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
     ds = ds.map_batches(
-        METHODS[job.method],
+        entry.load(),
         fn_constructor_kwargs={"seed": job.seed, "replicas": job.replicas, "fractals": job.fractals,
                                **job.method_options},
         batch_size=job.batch_size,
@@ -60,3 +47,8 @@ def run(job: MixJob) -> stages.JobResult:
     """Run the job on the connected Ray cluster; prints progress and the counts."""
     job_input = stages.read_input(job)
     return stages.finish(build(job, job_input), job, job_input)
+
+
+def main(job: MixJob) -> int:
+    """``raymix mix`` and ``jobs/mix_imagenet.py``: run on Ray, exit status 0 when the counts reconcile."""
+    return runtime.run_job(job, run)
