@@ -227,9 +227,7 @@ def build(cls: type, values: Mapping[str, Any], *, where: str = "", settings: Ma
     for key, setting in settings.items():
         if setting.presets and values.get(key) is not None:
             values = {**setting.presets[values[key]], **values}
-    missing = [s.flag for k, s in settings.items() if s.is_required and values.get(k, s.default) in (_MISSING, "")]
-    if missing:
-        raise SettingsError(f"missing required setting{'s' * (len(missing) > 1)}: {', '.join(missing)}")
+    _check_required(settings, values, command_line=False)
     tree: dict = {}
     for key, value in values.items():
         node = tree
@@ -237,6 +235,14 @@ def build(cls: type, values: Mapping[str, Any], *, where: str = "", settings: Ma
             node = node.setdefault(name, {})
         node[settings[key].path[-1]] = value
     return _instantiate(cls, tree)
+
+
+def _check_required(settings: Mapping[str, Setting], values: Mapping[str, Any], *, command_line: bool) -> None:
+    """Settings without a default must be given; on the command line, those declared ``required`` too."""
+    missing = [s.flag for k, s in settings.items()
+               if (s.is_required if command_line else s.default is _MISSING) and values.get(k, "") == ""]
+    if missing:
+        raise SettingsError(f"missing required setting{'s' * (len(missing) > 1)}: {', '.join(missing)}")
 
 
 def _instantiate(cls: type, tree: dict):
@@ -335,7 +341,9 @@ class Flags:
         """The dataclass the parsed ``args`` describe; a usage error (exit 2) if they do not."""
         where = f" in {args.config}" if self.config and getattr(args, "config", None) else ""
         try:
-            return build(self.cls, self.values(args), where=where, settings=self.settings)
+            values = self.values(args)
+            _check_required(self.settings, values, command_line=True)
+            return build(self.cls, values, where=where, settings=self.settings)
         except (SettingsError, ValueError) as err:  # ValueError: the dataclass's own checks
             self.parser.error(str(err))
 
