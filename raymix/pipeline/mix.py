@@ -24,11 +24,11 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     if entry.kind != "image":
         raise ValueError(f"{job.method} is a {entry.kind!r} method; this job runs {registry.method_names(kind='image')}")
     ds = stages.decode(job_input.dataset, job.size)
+    fractals = {"fractals": job.fractals} if entry.fractals else {}  # AugMix draws none
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
     ds = ds.map_batches(
         entry.load(),
-        fn_constructor_kwargs={"seed": job.seed, "replicas": job.replicas, "fractals": job.fractals,
-                               **job.method_options},
+        fn_constructor_kwargs={"seed": job.seed, "replicas": job.replicas, **fractals, **job.method_options},
         batch_size=job.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),
