@@ -226,7 +226,7 @@ register_method(MethodEntry(
 
 register_job(JobEntry(
     name="mix", settings="raymix.pipeline.specs:MixJob", run="raymix.pipeline.mix:main",
-    help="PixMix, IPMix or LayerMix over a dataset, written as augmented shards (CPU)",
+    help="PixMix, IPMix, LayerMix or AugMix over a dataset, written as augmented shards (CPU)",
     script="jobs/mix_imagenet.py",
 ))
 register_job(JobEntry(

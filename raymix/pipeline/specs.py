@@ -41,15 +41,15 @@ class JobSpec:
 
 @dataclass(kw_only=True)
 class MixJob(JobSpec):
-    """PixMix, IPMix, LayerMix (any ``"image"`` method of the registry) over a dataset; method
-    defaults are the papers' (``docs/methods.md``)."""
+    """An ``"image"`` method of the registry (PixMix, IPMix, LayerMix, AugMix) over a dataset;
+    method defaults are the papers' (``docs/methods.md``)."""
 
     method: str = option(choices=registry.method_names(kind="image"), help="the method")
     size: int = option(224, help="output side: images are centre-cropped to it")
     fractals: str | None = option(None, metavar="SPEC", default_text="generated",
                                   help="fractal folder URI or 'generated:N'")
-    method_options: dict = option({}, key="options",
-                                  help='method constructor options, e.g. \'{"preset": "cifar"}\' or \'{"magnitude": 3}\'')
+    method_options: dict = option({}, key="options", help='method constructor options, e.g. '
+                                                          '\'{"preset": "cifar"}\' or \'{"magnitude": 3}\'')
     actors: int | None = option(None, default_text="cluster CPUs - 1", help="max mixing actors")
     batch_size: int = option(32, help="images per mixing batch")
 

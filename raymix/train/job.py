@@ -45,7 +45,8 @@ class TrainJob:
                                      help="what --chain augments")
     chain_options: dict = option({}, help="settings of the chained job, keyed as its flags, e.g. "
                                           '\'{"editor": "tiny", "steps": 2, "replicas": 2}\'')
-    chain_weight: float | None = option(None, default_text="every row once", help="share of the chained input in an epoch")
+    chain_weight: float | None = option(None, default_text="every row once",
+                                        help="share of the chained input in an epoch")
     # model and optimisation
     preset: str | None = option(None, choices=sorted(PRESETS), presets=PRESETS,
                                 help="a paper's recipe (docs/training.md); other settings override it")
