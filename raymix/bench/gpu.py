@@ -7,7 +7,9 @@ InstructPix2Pix: compute does not depend on weight values):
    authors' code does (PIL image in, PIL image out, same dtype, steps and guidance);
 2. the batched editor (:class:`raymix.models.editor.InstructPix2PixEditor`) with the
    throughput options (bf16, channels_last, fused q/k/v, ``torch.compile`` of the
-   UNet), timed over ``--iters`` batches after one warm-up batch (which compiles),
+   UNet): the flags and defaults of :class:`raymix.models.editor_options.EditorOptions`,
+   the DiffuseMix job's own, so the job runs what is measured here; timed over
+   ``--iters`` batches after one warm-up batch (which compiles),
    from uint8 images in host memory to uint8 images back in host memory;
 3. FLOPs of one batched call counted with ``FlopCounterMode`` (eagerly: compiled
    code hides its ops from the counter; the FLOPs are the same), divided by the
