@@ -1,4 +1,5 @@
-"""Train ResNet-50 (or another classifier) on original and augmented shards with Ray Train.
+"""Train ResNet-50 (or another classifier) on original and augmented shards with Ray Train
+(the same job as `raymix train`).
 
     python jobs/train_resnet50.py --input s3://bucket/imagenet/train --input s3://bucket/diffusemix \
         --val s3://bucket/imagenet/val --online layermix --miamix --workers 8 --gpu \
@@ -7,20 +8,19 @@
 Under ``ray job submit --working-dir . -- python jobs/train_resnet50.py ...`` it runs on the
 cluster (``RAY_ADDRESS``); otherwise it starts a local Ray instance. Rerun with the same
 ``--storage`` and ``--name`` to resume from the latest checkpoint. Prints the final metrics
-as one JSON line.
+as one JSON line. Settings can also come from ``--config run.yaml`` (flags override it).
 """
 
-import argparse
-import json
+from __future__ import annotations
 
-from raymix.train.cli import add_arguments, run
+import sys
+
+from raymix.commands.jobs import script_main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    print(json.dumps(run(parser.parse_args()), default=str), flush=True)
+def main(argv: list[str] | None = None) -> int:
+    return script_main("train", argv, description=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

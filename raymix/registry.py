@@ -97,8 +97,10 @@ class MethodEntry:
 class JobEntry:
     """One job of the command line: ``raymix NAME`` and ``jobs/SCRIPT``.
 
-    ``settings`` is the job's settings dataclass (its fields are the flags), ``run`` the
-    function that takes it; both ``"module:name"``.
+    ``settings`` is the job's settings dataclass (its fields are the flags,
+    :mod:`raymix.settings`), ``run`` the function that takes it and returns the exit
+    status; both ``"module:name"``, imported on use. ``script`` is the job's thin entry
+    point for ``ray job submit -- python jobs/...``.
     """
 
     name: str
@@ -220,4 +222,24 @@ register_method(MethodEntry(
     title="AGA (Rahat et al., 2024)",
     gpu_models=("grounding_dino_t", "sam_vit_h", "llama2_13b_caption", "sdxl_background"),
     gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=4999.0,
+))
+
+
+# -- the jobs ------------------------------------------------------------------------------
+# `raymix NAME` and `python jobs/SCRIPT`; flags generated from the settings (raymix.settings).
+
+register_job(JobEntry(
+    name="mix", settings="raymix.pipeline.specs:MixJob", run="raymix.pipeline.mix:main",
+    help="PixMix, IPMix, LayerMix or AugMix over a dataset, written as augmented shards (CPU)",
+    script="jobs/mix_imagenet.py",
+))
+register_job(JobEntry(
+    name="diffusemix", settings="raymix.pipeline.specs:DiffuseMixJob", run="raymix.pipeline.diffusemix:main",
+    help="DiffuseMix over a dataset: InstructPix2Pix edits (GPU), fractal mixing (CPU), written as shards",
+    script="jobs/diffusemix_imagenet.py",
+))
+register_job(JobEntry(
+    name="train", settings="raymix.train.job:TrainJob", run="raymix.train.job:main",
+    help="train a classifier with Ray Train on original and augmented data, online methods, MiAMix",
+    script="jobs/train_resnet50.py",
 ))

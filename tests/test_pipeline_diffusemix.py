@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raymix.tools.sample_data import write_sample
+from raymix.models.editor_options import EditorOptions
 from raymix.pipeline import diffusemix
 from raymix.pipeline.rows import expand_replicas
 
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def job(src, out, **kw):
-    settings = dict(input=src, output=out, editor="tiny", steps=2, resolution=64, replicas=2, seed=3,
-                    edit_batch_size=4, fractals="generated:16")
+    editor = EditorOptions(model="tiny", steps=2, resolution=64, model_batch=4)
+    settings = dict(input=src, output=out, editor=editor, replicas=2, seed=3, fractals="generated:16")
     return diffusemix.DiffuseMixJob(**{**settings, **kw})
 
 

@@ -7,7 +7,9 @@ InstructPix2Pix: compute does not depend on weight values):
    authors' code does (PIL image in, PIL image out, same dtype, steps and guidance);
 2. the batched editor (:class:`raymix.models.editor.InstructPix2PixEditor`) with the
    throughput options (bf16, channels_last, fused q/k/v, ``torch.compile`` of the
-   UNet), timed over ``--iters`` batches after one warm-up batch (which compiles),
+   UNet): the flags and defaults of :class:`raymix.models.editor_options.EditorOptions`,
+   the DiffuseMix job's own, so the job runs what is measured here; timed over
+   ``--iters`` batches after one warm-up batch (which compiles),
    from uint8 images in host memory to uint8 images back in host memory;
 3. FLOPs of one batched call counted with ``FlopCounterMode`` (eagerly: compiled
    code hides its ops from the counter; the FLOPs are the same), divided by the
@@ -36,10 +38,12 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from raymix.models.editor_options import EditorOptions
+    from raymix.settings import add_flags
+
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
-    parser.add_argument("--model", default="random-sd15", help="random-sd15 (default), tiny, or real weights")
-    parser.add_argument("--resolution", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--resolution", type=int, nargs="+", default=[256, 512],
+                        help="edit sides to measure (default: 256 512)")
     parser.add_argument("--batch-size", type=int, help="images per batched call (default: 64 at 256, 16 at 512)")
     parser.add_argument(
         "--sweep",
@@ -47,68 +51,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="default",
         help="try several batch sizes (comma-separated; default 16,32,64,128 at 256 and 4,8,16,32 at 512)",
     )
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     parser.add_argument("--device", help="default: cuda if available, else cpu")
-    parser.add_argument(
-        "--compile",
-        default=None,
-        help="torch.compile mode for the UNet: default, max-autotune-no-cudagraphs, max-autotune, "
-        "reduce-overhead, or none (default: 'default' on CUDA, none on CPU)",
-    )
-    parser.add_argument("--compile-vae", action="store_true", help="compile the VAE decoder too")
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        help="channels_last memory format (default: on CUDA only; oneDNN on CPU is slower with it)",
-    )
-    parser.add_argument("--no-fuse-qkv", dest="fuse_qkv", action="store_false")
-    parser.add_argument("--vae-batch", type=int, help="decode in chunks of this many images")
-    parser.add_argument("--iters", type=int, default=3, help="timed batches per batch size")
-    parser.add_argument("--baseline-images", type=int, default=4, help="timed images in the per-image loop")
+    parser.add_argument("--iters", type=int, default=3, help="timed batches per batch size (default: 3)")
+    parser.add_argument("--baseline-images", type=int, default=4,
+                        help="timed images in the per-image loop (default: 4)")
     parser.add_argument("--peak-tflops", type=float, help="device peak dense TFLOP/s (default: from the table)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="weights and noise seed (default: 0)")
+    # The editor's own options, as `raymix diffusemix` takes them: the job runs what is measured here.
+    flags = add_flags(parser, EditorOptions, exclude=EXCLUDED, defaults=BENCH_DEFAULTS,
+                      names={"editor": "model"}, title="editor (the options of raymix diffusemix)")
+    parser.set_defaults(_editor_flags=flags)
+
+
+#: Where the benchmark's defaults differ from the job's: full-size random weights, 20 steps,
+#: and every speed option on (channels_last and torch.compile on CUDA only).
+BENCH_DEFAULTS = {"editor": "random-sd15", "preset": "fast", "fuse_qkv": True, "channels_last": None,
+                  "compile": "auto"}
+
+#: Editor options the benchmark sets itself: several resolutions and batch sizes per run,
+#: no prompt file (the preset's prompts).
+EXCLUDED = ("resolution", "edit_batch_size", "prompts")
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from raymix.bench.mfu import count_flops, device_name, peak_tflops
-    from raymix.models.editor import InstructPix2PixEditor, choose_device, choose_dtype, load_pipeline
+    from raymix.models.editor import InstructPix2PixEditor, choose_device, choose_dtype, edit_settings, load_pipeline
 
+    options = args._editor_flags.build(args)
     device = choose_device(args.device)
-    dtype = choose_dtype(args.dtype, device)
-    compile_mode = args.compile if args.compile is not None else ("default" if device.type == "cuda" else "none")
-    compile_mode = None if compile_mode == "none" else compile_mode
+    dtype = choose_dtype(options.dtype, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.channels_last is None:
-        args.channels_last = device.type == "cuda"
     name = device_name(device)
     peak = args.peak_tflops or peak_tflops(name)
 
-    pipe = load_pipeline(args.model, device=device, dtype=dtype, seed=args.seed)
+    pipe = load_pipeline(options.model, device=device, dtype=dtype, seed=args.seed, variant=options.variant)
+    settings = edit_settings(options.preset, steps=options.steps, guidance_scale=options.guidance_scale,
+                             image_guidance_scale=options.image_guidance_scale)
+    # The loop first: the editor changes the pipeline's modules in place (memory format, fused q/k/v).
+    baselines = {r: _per_image_loop(pipe, r, settings, args) for r in args.resolution}
+    # Each timed call is one whole batch of the size being measured: no fixed model batch.
+    kwargs = {**dataclasses.asdict(options), "model_batch": None}
+    editor = InstructPix2PixEditor(pipeline=pipe, **kwargs)
     common = dict(
-        model=args.model,
-        steps=args.steps,
+        model=options.model,
+        preset=options.preset,
+        steps=settings.steps,
         dtype=str(dtype).removeprefix("torch."),
         device=name,
         peak_tflops=peak,
-        compile=compile_mode,
-        channels_last=args.channels_last,
-        fuse_qkv=args.fuse_qkv,
-    )
-    # The loop first: the editor changes the pipeline's modules in place (memory format, fused q/k/v).
-    baselines = {r: _per_image_loop(pipe, r, args) for r in args.resolution}
-    editor = InstructPix2PixEditor(
-        args.model,
-        pipeline=pipe,
-        preset="fast",
-        steps=args.steps,
-        channels_last=args.channels_last,
-        fuse_qkv=args.fuse_qkv,
-        compile=compile_mode,
-        compile_vae=args.compile_vae,
-        vae_batch=args.vae_batch,
+        compile=editor.compile_mode,
+        compile_vae=options.compile_vae,
+        channels_last=editor.channels_last,
+        fuse_qkv=options.fuse_qkv,
+        vae_batch=options.vae_batch,
     )
 
     for resolution in args.resolution:
@@ -150,7 +150,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _per_image_loop(pipe, resolution: int, args) -> float:
+def _per_image_loop(pipe, resolution: int, settings, args) -> float:
     """Images/s of one pipeline call per image (PIL in, PIL out, noise from the global RNG on the
     device), as the authors' code runs it."""
     from PIL import Image
@@ -164,9 +164,9 @@ def _per_image_loop(pipe, resolution: int, args) -> float:
         pipe(
             PAPER_PROMPTS[i % len(PAPER_PROMPTS)],
             image=images[i],
-            num_inference_steps=args.steps,
-            guidance_scale=4.0,
-            image_guidance_scale=1.5,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
+            image_guidance_scale=settings.image_guidance_scale,
         )
 
     one(0)  # warm-up

@@ -47,8 +47,8 @@ from raymix.io import storage, wds
 from raymix.io.decode import JPEG_QUALITY, encode_jpeg
 from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
 from raymix.schema import (
-    CLASS_NAME, DEFAULT_ROWS_PER_FILE, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE, SOURCE_KEY,
-    STAGE, WHOLE_ROW,
+    CLASS_NAME, DEFAULT_ROWS_PER_FILE, FORMATS, IMAGE, KEY, LABEL, METHOD, PARAMS, REASON, REPLICA, SEED, SOURCE,
+    SOURCE_KEY, STAGE, WHOLE_ROW,
 )
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("parquet", "webdataset")
 QUARANTINE_DIR = "_quarantine"
 CLASSES_FILE = "classes.json"
 _EXT = {"parquet": "parquet", "webdataset": "tar"}

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix import registry
+from raymix.models.editor_options import DEFAULT_MODEL
 from raymix.models.prompts import BARE_TEMPLATE, PUBLIC_CODE_PROMPTS, PromptLibrary, read_prompt_file
 from raymix.models.random_pipelines import RANDOM_MODELS, build_random_pipeline
 from raymix.models.weights import resolve_model
@@ -81,7 +81,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = registry.DEFAULT_MODELS["instructpix2pix"]
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -224,13 +223,16 @@ class InstructPix2PixEditor:
     ``model_seed``: the random weights of ``"tiny"`` and ``"random-sd15"``. Throughput
     keywords (they do not change what is computed beyond floating-point rounding): ``device`` (default: CUDA if torch sees one, else the
     CPU), ``dtype`` (``"auto"``, ``"bf16"``, ``"fp16"``, ``"fp32"``; fp32 on the CPU),
-    ``channels_last``, ``fuse_qkv`` (one projection for q, k, v), ``compile`` (a
-    ``torch.compile`` mode for the UNet, e.g. ``"max-autotune-no-cudagraphs"``, or
-    ``"max-autotune"`` which adds CUDA graphs), ``compile_vae``, ``model_batch``
+    ``channels_last`` (``None``: on CUDA only), ``fuse_qkv`` (one projection for q, k,
+    v), ``compile`` (a ``torch.compile`` mode for the UNet, e.g.
+    ``"max-autotune-no-cudagraphs"``, or ``"max-autotune"`` which adds CUDA graphs;
+    ``"auto"``: ``"default"`` on CUDA, none on the CPU; ``"none"`` or ``None``: off),
+    ``compile_vae``, ``model_batch``
     (split and pad every model call to this many rows: one compiled graph, and row
     results independent of batch grouping on the GPU too), ``vae_batch`` (decode in
     chunks to bound memory). ``pipeline``: wrap an already built pipeline instead of
-    loading ``model`` (benchmarks, tests).
+    loading ``model`` (benchmarks, tests). :class:`raymix.models.editor_options.EditorOptions`
+    holds the user-facing options as one dataclass (its ``editor_kwargs()`` are keywords here).
     """
 
     def __init__(
@@ -250,7 +252,7 @@ class InstructPix2PixEditor:
         blank: BlankThresholds | Mapping[str, Any] | None = None,
         device: str | None = None,
         dtype: str = "auto",
-        channels_last: bool = False,
+        channels_last: bool | None = False,
         fuse_qkv: bool = False,
         compile: str | None = None,
         compile_vae: bool = False,
@@ -308,7 +310,13 @@ class InstructPix2PixEditor:
         self.vae_batch = vae_batch
         self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._set_schedule(pipeline.scheduler)
-        self._set_speed_options(channels_last, fuse_qkv, compile, compile_vae)
+        # "Auto" speed options resolve on the device the editor runs on (EditorOptions' defaults).
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        if compile == "auto":
+            compile = "default" if self.device.type == "cuda" else None
+        self.channels_last, self.compile_mode = channels_last, None if compile == "none" else compile
+        self._set_speed_options(self.channels_last, fuse_qkv, self.compile_mode, compile_vae)
 
     # ------------------------------------------------------------------ setup
 

@@ -16,51 +16,20 @@ not depend on how many GPUs or actors run it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import ray
 
-from raymix.models.editor import DEFAULT_MODEL, edit_settings
-from raymix.pipeline import stages
+from raymix.models.editor import edit_settings
+from raymix.pipeline import runtime, stages
 from raymix.pipeline.edit_stage import EditStage
 from raymix.pipeline.rows import MethodStage
+from raymix.pipeline.specs import DiffuseMixJob
+
+__all__ = ["DiffuseMixJob", "edit_resources", "build", "stream", "run", "main"]
 
 log = logging.getLogger(__name__)
 
 METHOD = "diffusemix"
-
-
-@dataclass(kw_only=True)
-class DiffuseMixJob(stages.JobSpec):
-    """Settings of one DiffuseMix run; ``None`` means the editor preset's value.
-
-    Defaults follow the paper (preset ``"paper"``, see :mod:`raymix.models.editor`; mixing
-    defaults in :class:`raymix.methods.diffusemix.DiffuseMix`: the four half masks and
-    lambda = 0.20). ``replicas`` is Algorithm 1's ``m``.
-    """
-
-    # editing (GPU)
-    editor: str = DEFAULT_MODEL
-    preset: str = "paper"
-    prompts: str | None = None
-    steps: int | None = None
-    resolution: int | None = None
-    dtype: str = "auto"
-    gpus_per_actor: float = 1.0
-    edit_batch_size: int = 8
-    edit_actors: int | None = None
-    editor_options: dict = field(default_factory=dict)
-    # mixing (CPU)
-    fractals: str | None = None
-    lam: float = 0.20
-    public_code_masks: bool = False
-    mix_actors: int = 2
-    keep_intermediates: bool = False
-
-    def settings(self):
-        """The editor settings this job runs with (resolution, steps, prompts, ...)."""
-        return edit_settings(self.preset, prompt_file=self.prompts, resolution=self.resolution, steps=self.steps,
-                             storage_options=self.storage_options)
 
 
 def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
@@ -72,7 +41,7 @@ def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
     gets an unbounded pool that grows as GPU nodes join, unless ``--edit-actors`` caps it.
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    if job.gpus_per_actor > 0 and (cluster_gpus > 0 or job.editor != "tiny"):
+    if job.gpus_per_actor > 0 and (cluster_gpus > 0 or job.editor.model != "tiny"):
         if cluster_gpus == 0:
             # Autoscaling from zero GPU nodes: let the pool grow as nodes join.
             log.warning("no GPU in the cluster yet; editing actors wait for GPU nodes to join")
@@ -84,19 +53,16 @@ def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
 
 def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     """The stages after the read, as one lazy Dataset."""
-    resolution = job.settings().resolution
+    editor = job.editor
+    resolution = edit_settings(editor.preset, resolution=editor.resolution).resolution
     ds = stages.decode(job_input.dataset, resolution)
     ds = stages.replicate(ds, job.replicas, METHOD)
 
     resources, pool = edit_resources(job)
     ds = ds.map_batches(
         EditStage,
-        fn_constructor_kwargs={
-            "model": job.editor, "preset": job.preset, "seed": job.seed, "prompt_file": job.prompts,
-            "steps": job.steps, "resolution": job.resolution, "dtype": job.dtype,
-            "model_batch": job.edit_batch_size, "storage_options": job.storage_options, **job.editor_options,
-        },
-        batch_size=job.edit_batch_size,
+        fn_constructor_kwargs={**editor.editor_kwargs(), "seed": job.seed, "storage_options": job.storage_options},
+        batch_size=editor.model_batch,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),
         **resources,
@@ -126,3 +92,9 @@ def run(job: DiffuseMixJob) -> stages.JobResult:
     job_input = stages.read_input(job)
     extra = ("generated", "hybrid") if job.keep_intermediates else ()
     return stages.finish(build(job, job_input), job, job_input, extra_images=extra)
+
+
+def main(job: DiffuseMixJob) -> int:
+    """``raymix diffusemix`` and ``jobs/diffusemix_imagenet.py``: run on Ray, exit status 0
+    when the counts reconcile."""
+    return runtime.run_job(job, run)

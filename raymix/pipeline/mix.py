@@ -10,39 +10,26 @@ inspect them, to share them, or to train elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import ray
 
 from raymix import registry
-from raymix.pipeline import stages
+from raymix.pipeline import runtime, stages
 from raymix.pipeline.rows import MethodStage
+from raymix.pipeline.specs import MixJob
 
-#: The registry's "image" methods (DiffuseMix, a "pair" method, needs an edit first: its own job).
-MIX_METHODS = registry.method_names(kind="image")
-
-
-@dataclass(kw_only=True)
-class MixJob(stages.JobSpec):
-    """Settings of one run; method defaults are the papers' (``docs/methods.md``)."""
-
-    method: str
-    size: int = 224
-    fractals: str | None = None
-    method_options: dict = field(default_factory=dict)
-    actors: int | None = None
-    batch_size: int = 32
+__all__ = ["MixJob", "build", "stream", "run", "main"]
 
 
 def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
-    if job.method not in MIX_METHODS:
-        raise ValueError(f"method must be one of {MIX_METHODS}, got {job.method!r}")
+    entry = registry.method(job.method)
+    if entry.kind != "image":
+        raise ValueError(f"{job.method} is a {entry.kind} method; this job runs {registry.method_names(kind='image')}")
     ds = stages.decode(job_input.dataset, job.size)
+    fractals = {"fractals": job.fractals} if entry.fractals else {}  # AugMix draws none
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
-    options = {"fractals": job.fractals} if registry.method(job.method).fractals else {}
     ds = ds.map_batches(
         MethodStage,
-        fn_constructor_kwargs={"method": job.method, "options": {**options, **job.method_options},
+        fn_constructor_kwargs={"method": entry, "options": {**fractals, **job.method_options},
                                "seed": job.seed, "replicas": job.replicas},
         batch_size=job.batch_size,
         batch_format="numpy",
@@ -62,3 +49,8 @@ def run(job: MixJob) -> stages.JobResult:
     """Run the job on the connected Ray cluster; prints progress and the counts."""
     job_input = stages.read_input(job)
     return stages.finish(build(job, job_input), job, job_input)
+
+
+def main(job: MixJob) -> int:
+    """``raymix mix`` and ``jobs/mix_imagenet.py``: run on Ray, exit status 0 when the counts reconcile."""
+    return runtime.run_job(job, run)

@@ -35,3 +35,18 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
     ray.init("local", num_cpus=cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
              include_dashboard=False)
     return ray
+
+
+def run_job(job, run) -> int:
+    """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
+    else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
+    JSON with ``job.json``; exit status 0 only when the counts reconcile."""
+    import json
+
+    logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_ray(job.address)
+    result = run(job)
+    if job.json:
+        print(json.dumps(result.to_dict()))
+    return 0 if result.reconciled else 1

@@ -17,10 +17,11 @@ import ray
 from raymix import schema
 from raymix.io.decode import decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
-from raymix.io.writers import DEFAULT_ROWS_PER_FILE, WriteSummary, completed_sources
+from raymix.io.writers import WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.datasource import read_dataset
 from raymix.pipeline.rows import expand_replicas
+from raymix.pipeline.specs import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,6 @@ class RowCounter:
 def count_rows(batch: dict, *, counter) -> dict:
     ray.get(counter.add.remote(len(batch[schema.KEY])))  # waited on: counted before the batch moves on
     return batch
-
-
-@dataclass(kw_only=True)
-class JobSpec:
-    """Settings every offline augmentation job has (the flags of
-    :func:`raymix.pipeline.options.add_common_arguments`)."""
-
-    input: str
-    output: str = ""  # not needed to stream() the rows instead of writing them
-    replicas: int = 1
-    seed: int = 0
-    limit: int | None = None
-    format: str = "parquet"
-    rows_per_file: int = DEFAULT_ROWS_PER_FILE
-    storage_options: dict | None = None
 
 
 @dataclass

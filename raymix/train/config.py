@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from raymix import registry
+from raymix.settings import option
 
 __all__ = ["TrainConfig", "TrainInput", "PRESETS", "parse_input", "parse_ratio", "apply_preset"]
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+CROPS = ("random_resized", "pad", "none")
+SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass
@@ -16,52 +21,57 @@ class TrainConfig:
     """Everything the training loop and its input pipeline need; JSON-serialisable.
 
     ``batch_size`` is the global batch (split evenly across workers), as the papers quote it.
+    Every field is a flag of ``raymix train`` (:mod:`raymix.settings`).
     """
 
     # model
-    arch: str = "resnet50"
-    num_classes: int = 1000
-    stem: str = "auto"  # "imagenet" | "cifar" | "auto" (cifar when image_size <= 64)
-    dropout: float = 0.0  # WideResNet only
-    weights: str | None = None  # initial weights: a local/s3 state-dict file, or "torchvision"
+    arch: str = option("resnet50", help="resnet18 | resnet50 | wide_resnet50_2 | wrn40_4 | ...")
+    num_classes: int = option(1000, help="classes of the classifier head")
+    stem: str = option("auto", choices=("auto", "imagenet", "cifar"),
+                       help="network stem: auto is cifar when image_size <= 64")
+    dropout: float = option(0.0, help="dropout (WideResNet only)")
+    weights: str | None = option(None, help="initial weights: a state-dict file (local or s3://) or 'torchvision'")
     # optimisation
-    epochs: int = 90
-    max_steps: int | None = None
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # "cosine" | "step" | "constant"
-    step_size: int = 30
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "fp16" | "off"
-    channels_last: bool = True
+    epochs: int = option(90, help="training epochs")
+    max_steps: int | None = option(None, help="stop after this many optimiser steps in total")
+    batch_size: int = option(256, help="global batch size, split across workers")
+    lr: float = option(0.1, help="peak learning rate (SGD)")
+    momentum: float = option(0.9, help="SGD momentum")
+    nesterov: bool = option(False, help="Nesterov momentum")
+    weight_decay: float = option(1e-4, help="weight decay")
+    schedule: str = option("cosine", choices=SCHEDULES, help="learning-rate schedule")
+    step_size: int = option(30, help="epochs between decays of the step schedule")
+    gamma: float = option(0.1, help="decay factor of the step schedule")
+    warmup_epochs: int = option(0, help="linear warm-up epochs")
+    label_smoothing: float = option(0.0, help="label smoothing of the cross-entropy")
+    amp: str = option("auto", choices=AMP_MODES, help="mixed precision: auto is bf16 on CUDA, off on the CPU")
+    channels_last: bool = option(True, help="channels_last memory format on CUDA")
     # input pipeline
-    image_size: int = 224
-    decode_size: int | None = None  # default: image_size / 0.875 for random-resized crops
-    crop: str = "random_resized"  # "random_resized" | "pad" | "none"
-    flip: bool = True
-    val_crop_ratio: float = 0.875
-    epoch_size: int | None = None  # rows per epoch when inputs are weighted
-    online: str | None = None  # augmix | pixmix | ipmix | layermix
-    online_options: dict[str, Any] = field(default_factory=dict)
-    data_actors: int = 1  # actor-pool size of the online method
-    data_actor_cpus: float = 1.0
-    data_batch_size: int = 32
-    prefetch_batches: int = 4
-    shuffle_buffer: int = 0  # rows in each worker's local shuffle buffer (0: off)
+    image_size: int = option(224, help="training and validation crop side in pixels")
+    decode_size: int | None = option(None, default_text="image_size / 0.875 for random-resized crops",
+                                     help="side images are decoded to before the crop")
+    crop: str = option("random_resized", choices=CROPS,
+                       help="training crop: random-resized (ImageNet), pad (CIFAR-style) or none")
+    flip: bool = option(True, help="random horizontal flips")
+    val_crop_ratio: float = option(0.875, help="validation centre crop: image_size / decode side")
+    epoch_size: int | None = option(None, default_text="all rows of all inputs",
+                                    help="rows per epoch when inputs are weighted")
+    online: str | None = option(None, choices=registry.method_names(online=True), help="online CPU augmentation method")
+    online_options: dict = option({}, help='online method options, e.g. \'{"magnitude": 8}\'')
+    data_actors: int = option(1, help="actors running the online method (CPU cores for augmentation)")
+    data_actor_cpus: float = option(1.0, help="CPUs per online-method actor")
+    data_batch_size: int = option(32, help="rows per batch of the online method")
+    prefetch_batches: int = option(4, help="batches each worker prefetches")
+    shuffle_buffer: int = option(0, help="rows in each worker's local shuffle buffer (0: off)")
     # regularisers
-    miamix: bool = False
-    miamix_options: dict[str, Any] = field(default_factory=dict)
-    jsd: bool = False
-    jsd_weight: float = 12.0
+    miamix: bool = option(False, help="MiAMix on the device inside each step")
+    miamix_options: dict = option({}, help='MiAMix options, e.g. \'{"alpha": 1.0}\'')
+    jsd: bool = option(False, help="JSD consistency loss over clean + two augmented views (needs --online)")
+    jsd_weight: float = option(12.0, help="weight of the JSD loss")
     # bookkeeping
-    seed: int = 0
-    log_every: int = 50
-    checkpoints_to_keep: int | None = 2
+    seed: int = option(0, help="run seed")
+    log_every: int = option(50, help="log every N steps")
+    checkpoints_to_keep: int | None = option(2, help="checkpoints kept (none: all)")
 
     def __post_init__(self) -> None:
         online = registry.method_names(online=True)
@@ -71,11 +81,11 @@ class TrainConfig:
             raise ValueError("the JSD loss needs augmented views: set an online method")
         if self.jsd and self.miamix:
             raise ValueError("MiAMix and the JSD loss cannot be combined (JSD compares unmixed views)")
-        if self.schedule not in ("cosine", "step", "constant"):
+        if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be cosine, step or constant, not {self.schedule!r}")
-        if self.crop not in ("random_resized", "pad", "none"):
+        if self.crop not in CROPS:
             raise ValueError(f"crop must be random_resized, pad or none, not {self.crop!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
+        if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be auto, bf16, fp16 or off, not {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be positive")

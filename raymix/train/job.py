@@ -1,0 +1,129 @@
+"""The training job: its settings (``raymix train``, ``jobs/train_resnet50.py``) and its run.
+
+:class:`TrainJob` holds what to read, where to run and where to keep checkpoints, with the
+:class:`~raymix.train.config.TrainConfig` nested in it; every field is a flag
+(:mod:`raymix.settings`). Standard library at import, so ``--help`` imports no torch or Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from raymix import registry
+from raymix.settings import build, nested, option
+from raymix.train.config import PRESETS, TrainConfig, TrainInput, parse_input, parse_ratio
+
+__all__ = ["TrainJob", "CHAIN_METHODS", "inputs_of", "chained_stream", "run", "main"]
+
+#: What ``--chain`` can run: a pair method's own job (DiffuseMix) or the mix job's methods.
+CHAIN_METHODS = registry.method_names(kind="pair") + registry.method_names(kind="image")
+
+
+@dataclass(kw_only=True)
+class TrainJob:
+    """A training run: inputs, the training config (a paper's ``preset`` under the settings
+    given), Ray Train's workers, checkpoint storage."""
+
+    # data
+    input: list[str] = option(metavar="URI[@WEIGHT]",
+                              help="training input (repeatable): originals and augmented shards; @WEIGHT sets "
+                                   "its share of an epoch")
+    ratio: str | None = option(None, metavar="A:B:...",
+                               help="shares of the inputs in order, e.g. 1:1 (instead of @WEIGHT suffixes)")
+    layout: str = option("auto", choices=("auto", "folder", "parquet", "webdataset"),
+                         help="input layout of every --input")
+    limit: int | None = option(None, default_text="all", help="read at most this many rows per input (smoke tests)")
+    val: str | None = option(None, metavar="URI",
+                             help="validation data, evaluated (top-1/top-5) after every epoch")
+    chain: str | None = option(None, choices=CHAIN_METHODS,
+                               help="augment --chain-input in this same job and stream the result into training "
+                                    "as one more input, with no shards written (recomputed every epoch: for small "
+                                    "runs)")
+    chain_input: str | None = option(None, metavar="URI", default_text="the first --input",
+                                     help="what --chain augments")
+    chain_options: dict = option({}, help="settings of the chained job, keyed as its flags, e.g. "
+                                          '\'{"editor": "tiny", "steps": 2, "replicas": 2}\'')
+    chain_weight: float | None = option(None, default_text="every row once",
+                                        help="share of the chained input in an epoch")
+    # model and optimisation
+    preset: str | None = option(None, choices=sorted(PRESETS), presets=PRESETS,
+                                help="a paper's recipe (docs/training.md); other settings override it")
+    config: TrainConfig = nested(TrainConfig, "model, optimisation and input pipeline")
+    # run
+    workers: int = option(1, help="training workers (one GPU each with --gpu)")
+    gpu: bool = option(False, help="one GPU per worker")
+    storage: str | None = option(None, metavar="URI", default_text="Ray's default, ~/ray_results",
+                                 help="checkpoint storage: a local path or s3://bucket/prefix")
+    storage_options: dict | None = option(None, help='fsspec options, e.g. \'{"endpoint_url": ...}\'')
+    name: str | None = option(None, default_text="a generated name",
+                              help="run name; rerun with the same name and storage to resume")
+    max_failures: int = option(0, help="worker failures to recover from")
+    address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
+                                 help="Ray cluster address")
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise ValueError("give at least one --input")
+        inputs = [parse_input(spec) for spec in self.input]  # raises on a bad @WEIGHT
+        if self.ratio:
+            if any(inp.weight is not None for inp in inputs):
+                raise ValueError("use either URI@WEIGHT or --ratio, not both")
+            parse_ratio(self.ratio, len(inputs))
+
+
+def inputs_of(job: TrainJob) -> list[TrainInput]:
+    """The training inputs: every ``--input`` with its share, then the ``--chain`` stream."""
+    inputs = [parse_input(spec) for spec in job.input]
+    if job.ratio:
+        for inp, weight in zip(inputs, parse_ratio(job.ratio, len(inputs))):
+            inp.weight = weight
+    for inp in inputs:
+        inp.layout, inp.limit = job.layout, job.limit
+        if job.storage_options:
+            inp.storage_options = job.storage_options
+    if job.chain:
+        inputs.append(TrainInput(chained_stream(job), weight=job.chain_weight))
+    return inputs
+
+
+def chained_stream(job: TrainJob):
+    """The Dataset of ``--chain``: the augmentation job's rows before they would be written.
+
+    ``--chain-options`` are that job's settings under the names of its flags
+    (``raymix diffusemix --help``, ``raymix mix --help``).
+    """
+    source = job.chain_input or parse_input(job.input[0]).source
+    settings = {"input": source, "limit": job.limit, "storage_options": job.storage_options, **job.chain_options}
+    where = " in --chain-options"
+    if registry.method(job.chain).kind == "pair":
+        from raymix.pipeline import diffusemix
+
+        return diffusemix.stream(build(diffusemix.DiffuseMixJob, settings, where=where))
+    from raymix.pipeline import mix
+
+    return mix.stream(build(mix.MixJob, {"method": job.chain, **settings}, where=where))
+
+
+def run(job: TrainJob) -> dict[str, Any]:
+    """Train as ``job`` says; connects to ``job.address`` or ``RAY_ADDRESS``, else starts local Ray.
+    Returns the final metrics, the last checkpoint's path and the run folder."""
+    from raymix.pipeline.runtime import init_ray
+    from raymix.train.trainer import fit
+
+    init_ray(job.address)
+    inputs = inputs_of(job)
+    val = TrainInput(job.val, layout=job.layout, storage_options=job.storage_options) if job.val else None
+    result = fit(
+        inputs, val=val, config=job.config, workers=job.workers, use_gpu=job.gpu, storage=job.storage,
+        name=job.name, max_failures=job.max_failures, storage_options=job.storage_options,
+    )
+    checkpoint = result.checkpoint.path if result.checkpoint else None
+    return {"metrics": result.metrics, "checkpoint": checkpoint, "path": result.path}
+
+
+def main(job: TrainJob) -> int:
+    """``raymix train`` and ``jobs/train_resnet50.py``: train, print the result as one JSON line."""
+    print(json.dumps(run(job), default=str), flush=True)
+    return 0
