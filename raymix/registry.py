@@ -138,8 +138,14 @@ def register_job(entry: JobEntry) -> JobEntry:
     return entry
 
 
-def method(name: str) -> MethodEntry:
-    """The entry of ``name``; a clear error listing the names otherwise."""
+def method(name: str | MethodEntry) -> MethodEntry:
+    """The entry of ``name``; a clear error listing the names otherwise.
+
+    An entry is returned as it is: a stage built on a Ray worker from an entry (rather than a
+    name) runs a method that was registered at run time in the driver only.
+    """
+    if isinstance(name, MethodEntry):
+        return name
     try:
         return METHODS[name]
     except KeyError:
@@ -170,7 +176,7 @@ def method_names(**filters) -> tuple[str, ...]:
     return tuple(entry.name for entry in methods(**filters))
 
 
-def create(name: str, **kwargs):
+def create(name: str | MethodEntry, **kwargs):
     """Build a method by name, e.g. ``create("pixmix", seed=1, preset="cifar")``."""
     return method(name).load()(**kwargs)
 

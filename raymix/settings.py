@@ -42,7 +42,7 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +56,20 @@ class SettingsError(ValueError):
     """A setting that is unknown, missing, or of the wrong type."""
 
 
-def option(default: Any = _MISSING, *, help: str, choices: Sequence | None = None, key: str | None = None,
+def option(default: Any = _MISSING, *, help: str, choices: Sequence | Callable[[], Sequence] | None = None,
+           key: str | None = None,
            metavar: str | None = None, default_text: str | None = None, required: bool = False,
            presets: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
     """A settings field: ``default`` (none: the setting is required), its ``help`` text, and
-    optionally ``choices``, the ``key`` users type (default: the field name), the
+    optionally ``choices`` (or a function returning them, read each time the flags are
+    built: e.g. the registry's method names, which grow when a method is registered), the ``key`` users type (default: the field name), the
     ``metavar`` of its flag, ``default_text`` (how help shows the default, e.g. "the
     preset's" for ``None``), ``required`` (the command line needs it although Python
     callers may leave the default) and ``presets`` (name -> settings applied under the
     explicit ones when this field names one)."""
-    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "key": key,
+    if choices is not None and not callable(choices):
+        choices = tuple(choices)
+    metadata = {"help": help, "choices": choices, "key": key,
                 "metavar": metavar, "default_text": default_text, "required": required, "presets": presets}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
@@ -150,9 +154,13 @@ def _collect(cls: type, prefix: tuple[str, ...], group: str | None, out: dict[st
         if key in out:
             raise TypeError(f"{where}: key {key!r} is already used by {'.'.join(out[key].path)}")
         out[key] = Setting(key=key, path=(*prefix, f.name), type=base, optional=optional, default=_field_default(f),
-                           help=f.metadata["help"], group=group, choices=f.metadata["choices"],
+                           help=f.metadata["help"], group=group, choices=_choices(f.metadata["choices"]),
                            metavar=f.metadata["metavar"], default_text=f.metadata["default_text"],
                            required=f.metadata["required"], presets=f.metadata["presets"])
+
+
+def _choices(choices) -> tuple | None:
+    return tuple(choices()) if callable(choices) else choices
 
 
 # -- values ---------------------------------------------------------------------------------

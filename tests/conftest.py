@@ -82,6 +82,10 @@ def s3_bucket(s3_server):
 def ray_cluster(s3_server):
     import ray
 
+    # Ray workers import the test helpers (e.g. toy_method) the way pytest's driver does.
+    tests = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+
     ray.init(
         "local",
         num_cpus=4,

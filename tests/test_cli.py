@@ -134,11 +134,12 @@ def test_unknown_flags_and_keys_error_clearly(run_job, tmp_path, capsys):
 
 def test_method_choices_come_from_the_registry():
     from raymix.pipeline.specs import MixJob
-    from raymix.train.job import CHAIN_METHODS, TrainJob
+    from raymix.train.job import TrainJob, chain_methods
 
-    assert settings_of(MixJob)["method"].choices == registry.method_names(kind="image")
-    assert settings_of(TrainJob)["online"].choices == registry.method_names(online=True)
-    assert set(CHAIN_METHODS) == {"diffusemix", *registry.method_names(kind="image")}
+    assert settings_of(MixJob)["method"].choices == ("pixmix", "ipmix", "layermix", "augmix")
+    assert settings_of(TrainJob)["online"].choices == ("pixmix", "ipmix", "layermix", "augmix")
+    assert set(chain_methods()) == {"diffusemix", "pixmix", "ipmix", "layermix", "augmix"}
+    assert settings_of(TrainJob)["chain"].choices == chain_methods()
 
 
 def test_train_preset_sits_under_flags_and_file(run_job, tmp_path):

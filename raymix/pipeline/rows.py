@@ -196,7 +196,8 @@ class MethodStage:
     """A registered ``"image"`` or ``"pair"`` method over Ray Data numpy batches.
 
     Args:
-        method: a name from :mod:`raymix.registry`.
+        method: a name from :mod:`raymix.registry`, or its entry (jobs pass the entry, so a
+            method registered at run time in the driver also builds on the workers).
         options: the method's own constructor arguments (preset, fractals, lam, ...).
         seed: the run seed (the method's, and each row's generator's).
         replicas: output rows per input row of an ``"image"`` method.
@@ -213,7 +214,7 @@ class MethodStage:
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         self.kind = entry.kind
-        self.method = registry.create(method, seed=seed, **dict(options or {}))
+        self.method = entry.load()(seed=seed, **dict(options or {}))
         self.seed = int(seed)
         self.replicas = int(replicas)
         self.epoch = int(epoch)

@@ -44,7 +44,7 @@ class MixJob(JobSpec):
     """An ``"image"`` method of the registry (PixMix, IPMix, LayerMix, AugMix) over a dataset;
     method defaults are the papers' (``docs/methods.md``)."""
 
-    method: str = option(choices=registry.method_names(kind="image"), help="the method")
+    method: str = option(choices=lambda: registry.method_names(kind="image"), help="the method")
     size: int = option(224, help="output side: images are centre-cropped to it")
     fractals: str | None = option(None, metavar="SPEC", default_text="generated",
                                   help="fractal folder URI or 'generated:N'")

@@ -56,7 +56,7 @@ class TrainConfig:
     val_crop_ratio: float = option(0.875, help="validation centre crop: image_size / decode side")
     epoch_size: int | None = option(None, default_text="all rows of all inputs",
                                     help="rows per epoch when inputs are weighted")
-    online: str | None = option(None, choices=registry.method_names(online=True), help="online CPU augmentation method")
+    online: str | None = option(None, choices=lambda: registry.method_names(online=True), help="online CPU augmentation method")
     online_options: dict = option({}, help='online method options, e.g. \'{"magnitude": 8}\'')
     data_actors: int = option(1, help="actors running the online method (CPU cores for augmentation)")
     data_actor_cpus: float = option(1.0, help="CPUs per online-method actor")

@@ -27,7 +27,6 @@ only, and a resumed run sees the same epochs as an uninterrupted one.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,14 +87,15 @@ def current_epoch(clock: Any) -> int:
 
 
 def online_stage_kwargs(config: TrainConfig, replicas: int) -> dict[str, Any]:
-    """:class:`raymix.pipeline.rows.MethodStage` arguments of the online method: seed,
-    replicas, epoch 0 (the batch's ``epoch`` column overrides it), and as the method's options
-    ``size`` (fractal side) when the method takes one, with the user's ``online_options`` on top."""
-    cls = registry.method(config.online).load()
-    options: dict[str, Any] = {}
-    if "size" in inspect.signature(cls).parameters:
-        options["size"] = config.image_size
-    return {"method": config.online, "options": {**options, **config.online_options},
+    """:class:`raymix.pipeline.rows.MethodStage` arguments of the online method: its registry
+    entry (so a method registered at run time builds on the workers too), seed, replicas,
+    epoch 0 (the batch's ``epoch`` column overrides it) and the user's ``online_options``.
+
+    The method keeps its own fractal bank (the default generated bank of the seed, at the
+    bank's own resolution), the same bank the offline job (``raymix mix``) draws from: online
+    and offline runs of one method and seed see the same fractals whatever the image size.
+    """
+    return {"method": registry.method(config.online), "options": dict(config.online_options),
             "seed": config.seed, "replicas": replicas, "epoch": 0}
 
 

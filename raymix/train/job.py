@@ -15,10 +15,12 @@ from raymix import registry
 from raymix.settings import build, nested, option
 from raymix.train.config import PRESETS, TrainConfig, TrainInput, parse_input, parse_ratio
 
-__all__ = ["TrainJob", "CHAIN_METHODS", "inputs_of", "chained_stream", "run", "main"]
+__all__ = ["TrainJob", "chain_methods", "inputs_of", "chained_stream", "run", "main"]
 
 #: What ``--chain`` can run: a pair method's own job (DiffuseMix) or the mix job's methods.
-CHAIN_METHODS = registry.method_names(kind="pair") + registry.method_names(kind="image")
+def chain_methods() -> tuple[str, ...]:
+    """What ``--chain`` can run: the registry's "pair" and "image" methods."""
+    return registry.method_names(kind="pair") + registry.method_names(kind="image")
 
 
 @dataclass(kw_only=True)
@@ -37,7 +39,7 @@ class TrainJob:
     limit: int | None = option(None, default_text="all", help="read at most this many rows per input (smoke tests)")
     val: str | None = option(None, metavar="URI",
                              help="validation data, evaluated (top-1/top-5) after every epoch")
-    chain: str | None = option(None, choices=CHAIN_METHODS,
+    chain: str | None = option(None, choices=chain_methods,
                                help="augment --chain-input in this same job and stream the result into training "
                                     "as one more input, with no shards written (recomputed every epoch: for small "
                                     "runs)")
