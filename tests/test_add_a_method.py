@@ -64,7 +64,7 @@ def test_plain_dataloader(toy):
 def test_preview(toy, sample, tmp_path):
     out = tmp_path / "toy.png"
     assert main(["preview", "--method", "toy", "--input", sample, "--out", str(out), "--n", "2",
-                 "--samples", "2", "--size", "32", "--captions"]) == 0
+                 "--samples", "2", "--image-size", "32", "--captions"]) == 0
     from PIL import Image
 
     meta = json.loads(Image.open(out).info["raymix:preview"])
@@ -75,7 +75,7 @@ def test_preview(toy, sample, tmp_path):
 def test_ray_job(toy, sample, tmp_path, ray_cluster):
     output = tmp_path / "out"
     assert main(["mix", "--method", "toy", "--input", sample, "--output", str(output), "--replicas", "2",
-                 "--size", "32", "--options", '{"preset": "fine"}', "--actors", "1"]) == 0
+                 "--image-size", "32", "--options", '{"preset": "fine"}', "--actors", "1"]) == 0
     table = pa.concat_tables(pq.read_table(f) for f in sorted(output.glob("*.parquet")))
     assert table.num_rows == 12 * 2
     keys = table.column("key").to_pylist()

@@ -107,8 +107,8 @@ def test_nested_editor_options_by_file_and_flags_override_it(run_job, tmp_path):
     assert (job.input, job.replicas) == ("s3://bucket/train", 3)
     config.with_suffix(".json").write_text(json.dumps({"method": "ipmix", "input": "a", "output": "b",
                                                        "options": {"preset": "cifar"}}))
-    job = run_job("mix", "--config", str(config.with_suffix(".json")), "--size", "64")
-    assert (job.method, job.method_options, job.size) == ("ipmix", {"preset": "cifar"}, 64)
+    job = run_job("mix", "--config", str(config.with_suffix(".json")), "--image-size", "64")
+    assert (job.method, job.method_options, job.image_size) == ("ipmix", {"preset": "cifar"}, 64)
 
 
 def test_unknown_flags_and_keys_error_clearly(run_job, tmp_path, capsys):
@@ -142,12 +142,12 @@ def test_method_choices_come_from_the_registry():
     assert settings_of(TrainJob)["chain"].choices == chain_methods()
 
 
-def test_train_preset_sits_under_flags_and_file(run_job, tmp_path):
-    job = run_job("train", "--input", "a@2", "--input", "b", "--preset", "layermix-cifar", "--epochs", "3",
+def test_train_recipe_sits_under_flags_and_file(run_job, tmp_path):
+    job = run_job("train", "--input", "a@2", "--input", "b", "--recipe", "layermix-cifar", "--epochs", "3",
                   "--miamix", "--gpu")
     assert (job.config.arch, job.config.crop, job.config.epochs, job.config.miamix, job.gpu) == ("wrn40_4", "pad", 3,
                                                                                                  True, True)
-    (tmp_path / "run.yaml").write_text("input: [a, b]\nratio: '1:1'\npreset: miamix-tinyimagenet\nlr: 0.05\n")
+    (tmp_path / "run.yaml").write_text("input: [a, b]\nratio: '1:1'\nrecipe: miamix-tinyimagenet\nlr: 0.05\n")
     job = run_job("train", "--config", str(tmp_path / "run.yaml"), "--batch-size", "8")
     assert (job.input, job.config.lr, job.config.batch_size, job.config.epochs) == (["a", "b"], 0.05, 8, 400)
 

@@ -189,8 +189,8 @@ def test_registry_and_constructor_arguments():
     for name in registry.method_names(kind="image") + registry.method_names(kind="pair"):
         assert type(get_method(name)) is registry.method(name).load() and get_method(name).name == name
     for cls in (PixMix, IPMix, LayerMix):
-        m = cls(seed=3, fractals=NoiseBank(), size=64)
-        assert (m.seed, m.size) == (3, 64)
+        m = cls(seed=3, fractals=NoiseBank(), fractal_size=64)
+        assert (m.seed, m.fractal_size) == (3, 64)
     with pytest.raises(ValueError):
         get_method("cutmix")
     with pytest.raises(ValueError):
@@ -236,8 +236,8 @@ def test_cuda_matches_cpu(name):
 
 def test_methods_build_the_fractal_bank_from_a_spec(monkeypatch, tmp_path):
     monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path / "cache"))
-    pix = PixMix(fractals="generated:4", size=32, seed=1)
-    lay = LayerMix(fractals="generated:4", size=32, seed=1)
+    pix = PixMix(fractals="generated:4", fractal_size=32, seed=1)
+    lay = LayerMix(fractals="generated:4", fractal_size=32, seed=1)
     assert not pix.fractals.grayscale and lay.fractals.grayscale
     assert set(pix.fractals.ids) == set(lay.fractals.ids)
     gray, ids = lay.sample_fractals([1, 2, 3], 24, 24, "cpu")

@@ -15,7 +15,7 @@ def sampled():
 
 def test_imagenet_defaults_and_cifar_preset():
     m = PixMix(fractals=NoiseBank())
-    assert (m.k, m.beta, m.severity, m.size) == (4, 4.0, 1.0, None)
+    assert (m.k, m.beta, m.severity, m.fractal_size) == (4, 4.0, 1.0, None)
     c = PixMix(preset="cifar", fractals=NoiseBank())
     assert (c.k, c.beta, c.severity) == (4, 3.0, 3.0)
     assert PixMix(preset="cifar", beta=5, fractals=NoiseBank()).beta == 5

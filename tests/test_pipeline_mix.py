@@ -36,7 +36,7 @@ def sample(tmp_path_factory):
 def test_mix_job_writes_replicas_with_provenance(ray_cluster, sample, tmp_path, method, capsys):
     out = str(tmp_path / method)
     job = load_job("mix_imagenet")
-    code = job.main(["--method", method, "--input", sample, "--output", out, "--replicas", "2", "--size", "64",
+    code = job.main(["--method", method, "--input", sample, "--output", out, "--replicas", "2", "--image-size", "64",
                      "--fractals", "generated:16", "--seed", "5", "--json"])
     assert code == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -54,7 +54,7 @@ def test_mix_job_on_s3_as_webdataset(ray_cluster, sample, s3_bucket, capsys):
     out = f"{s3_bucket}/layermix"
     job = load_job("mix_imagenet")
     assert job.main(["--method", "layermix", "--input", sample, "--output", out, "--format", "webdataset",
-                     "--size", "64", "--fractals", "generated:16", "--limit", "4"]) == 0
+                     "--image-size", "64", "--fractals", "generated:16", "--limit", "4"]) == 0
     back = read_images(out).take_all()
     assert len(back) == 4 and all(r["image"][:2] == b"\xff\xd8" for r in back)
     assert "reconciled" in capsys.readouterr().out

@@ -49,7 +49,7 @@ def test_cpu_method_sheet_has_one_row_per_original_and_a_column_per_sample(sampl
     out = tmp_path / "pixmix.png"
     threads = torch.get_num_threads()
     assert main(["preview", "--method", "pixmix", "--input", sample_dir, "--out", str(out), "--n", "2",
-                 "--samples", "3", "--size", str(SIZE), "--tile", str(TILE), "--fractals", "generated:4",
+                 "--samples", "3", "--image-size", str(SIZE), "--tile", str(TILE), "--fractals", "generated:4",
                  "--captions"]) == 0
     assert torch.get_num_threads() == threads  # --threads applies only while the command runs
     img, meta = _sheet(out)
@@ -73,7 +73,7 @@ def test_cpu_method_sheet_has_one_row_per_original_and_a_column_per_sample(sampl
 def test_diffusemix_sheet_with_the_tiny_editor(sample_dir, tmp_path):
     out = tmp_path / "diffusemix.png"
     assert main(["preview", "--method", "diffusemix", "--editor", "tiny", "--steps", "2", "--input", sample_dir,
-                 "--out", str(out), "--n", "1", "--samples", "2", "--size", str(SIZE), "--tile", str(TILE),
+                 "--out", str(out), "--n", "1", "--samples", "2", "--image-size", str(SIZE), "--tile", str(TILE),
                  "--fractals", "generated:4", "--captions"]) == 0
     img, meta = _sheet(out)
     assert (meta["rows"], meta["columns"]) == (2, 6)  # input, generated, mask, hybrid, fractal, final

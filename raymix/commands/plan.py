@@ -6,7 +6,7 @@ import argparse
 import json
 
 from raymix.schema import DEFAULT_ROWS_PER_FILE
-from raymix.tools.sizing import METHODS  # pure arithmetic and the registry: cheap to import
+from raymix.tools.sizing import SIZED_METHODS  # pure arithmetic and the registry: cheap to import
 
 HELP = "estimate GPU-hours, wall time, CPU cores and S3 traffic of a run (docs/scaling.md)"
 
@@ -22,7 +22,7 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=METHODS, default="diffusemix", help="default: diffusemix")
+    parser.add_argument("--method", choices=SIZED_METHODS, default="diffusemix", help="default: diffusemix")
     parser.add_argument("--images", type=int, default=None,
                         help="input images (default: ImageNet-1k train, 1,281,167)")
     parser.add_argument("--replicas", type=int, default=1, help="augmented images per input image (default 1)")

@@ -10,7 +10,6 @@ from raymix import registry
 
 HELP = "draw a contact sheet: a few originals and several augmented samples per method"
 
-METHOD_CHOICES = (*registry.method_names(), "all")
 DEFAULT_EDITOR = registry.DEFAULT_MODELS["instructpix2pix"]
 PREVIEW_FRACTALS = "generated:32"
 
@@ -26,8 +25,9 @@ def _positive(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, choices=METHOD_CHOICES, metavar="NAME",
-                        help=f"method to show: {', '.join(METHOD_CHOICES)}")
+    choices = (*registry.method_names(), "all")  # read now: a method may have been registered since import
+    parser.add_argument("--method", required=True, choices=choices, metavar="NAME",
+                        help=f"method to show: {', '.join(choices)}")
     parser.add_argument("--input", required=True, metavar="URI",
                         help="dataset: class-folder tree, parquet shards or WebDataset tars (path, file://, s3://)")
     parser.add_argument("--out", required=True, metavar="FILE",
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=_positive, default=4, help="augmented samples per original (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="run seed; sample r is what a job with this seed writes "
                         "as replica r (default: 0)")
-    parser.add_argument("--size", type=_positive, default=224,
+    parser.add_argument("--image-size", type=_positive, default=224,
                         help="side of the centre crop the methods run on (default: 224)")
     parser.add_argument("--tile", type=_positive, default=160, help="side of a tile on the sheet (default: 160)")
     parser.add_argument("--editor", default=None, metavar="ID|PATH|URI|tiny",
@@ -81,7 +81,7 @@ def _preview(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     methods = registry.method_names() if args.method == "all" else (args.method,)
     try:
-        originals, skipped = read_originals(args.input, args.n, size=args.size, layout=args.layout)
+        originals, skipped = read_originals(args.input, args.n, size=args.image_size, layout=args.layout)
     except (OSError, ValueError) as err:
         raise SystemExit(f"raymix preview: cannot read {args.input}: {err}") from None
     for key, reason in skipped:
@@ -108,13 +108,13 @@ def _preview(args: argparse.Namespace) -> int:
         if section.note:
             notes.append(section.note)
     what = sections[0].heading if len(sections) == 1 else "all methods"
-    title = f"{what}: seed {args.seed}, {args.size} px crops"
+    title = f"{what}: seed {args.seed}, {args.image_size} px crops"
     if any(section.uses_fractals for section in sections):
         title += f", fractals {args.fractals}"
     note = " ".join(notes)
     layout = sheet_layout(rows, tile=args.tile, title=title, note=note, headings=headings)
     sheet = draw_sheet(rows, layout)
-    meta = {"method": args.method, "input": args.input, "seed": args.seed, "size": args.size,
+    meta = {"method": args.method, "input": args.input, "seed": args.seed, "image_size": args.image_size,
             "samples": args.samples, "fractals": args.fractals, "keys": [o.key for o in originals],
             "editor": editor_name if editor is not None else None, "rows": len(rows), "columns": layout.columns,
             "tile": args.tile, "boxes": layout.boxes}

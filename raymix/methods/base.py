@@ -77,7 +77,7 @@ class MixingMethod:
       salted with the method's ``salt``).
     - ``fractals`` -- a ``FractalBank`` or a spec for ``FractalBank.load``; ``None`` builds the
       method's default generated bank on first use.
-    - ``size`` -- side of the bank's stored fractals (``None``: the bank's default, 256); the bank
+    - ``fractal_size`` -- side of the bank's stored fractals (``None``: the bank's default, 256); the bank
       resizes a fractal to 8/7 of the image and crops it (PixMix's ``Resize(256)``,
       ``RandomCrop(224)``).
     - ``chunk_size`` -- images processed together inside :meth:`augment` and :meth:`apply` (a
@@ -91,12 +91,12 @@ class MixingMethod:
     fractal_flip: ClassVar[bool] = False
     salt: ClassVar[str] = ""
 
-    def __init__(self, *, seed: int = 0, fractals: FractalSpec = None, size: int | None = None,
+    def __init__(self, *, seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None,
                  chunk_size: int = 32):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.seed = int(seed)
-        self.size = None if size is None else int(size)
+        self.fractal_size = None if fractal_size is None else int(fractal_size)
         self.chunk_size = int(chunk_size)
         self._fractal_spec = fractals
         self._bank = fractals if fractals is not None and not isinstance(fractals, str) else None
@@ -123,7 +123,7 @@ class MixingMethod:
     def fractals(self):
         """The fractal bank (built on first use from the ``fractals`` spec)."""
         if self._bank is None:
-            self._bank = resolve_fractals(self._fractal_spec, size=self.size, seed=self.seed,
+            self._bank = resolve_fractals(self._fractal_spec, size=self.fractal_size, seed=self.seed,
                                           grayscale=self.fractal_grayscale)
         return self._bank
 

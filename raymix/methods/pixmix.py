@@ -68,7 +68,7 @@ class PixMix(MixingMethod):
         severity: AugMix severity of the image ops.
         all_ops: also use color, contrast, brightness and sharpness (off by default: they overlap
             ImageNet-C).
-        seed, fractals, size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated colour bank.
     """
 
@@ -76,9 +76,9 @@ class PixMix(MixingMethod):
 
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0,
-                 fractals: FractalSpec = None, size: int | None = None, chunk_size: int = 32):
+                 fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
         p = choose_preset(PRESETS, preset)
-        super().__init__(seed=seed, fractals=fractals, size=size, chunk_size=chunk_size)
+        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
         self.preset = preset
         self.k = int(p["k"] if k is None else k)
         self.beta = float(p["beta"] if beta is None else beta)

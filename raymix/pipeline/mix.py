@@ -24,7 +24,7 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     entry = registry.method(job.method)
     if entry.kind != "image":
         raise ValueError(f"{job.method} is a {entry.kind} method; this job runs {registry.method_names(kind='image')}")
-    ds = stages.decode(job_input.dataset, job.size)
+    ds = stages.decode(job_input.dataset, job.image_size)
     fractals = {"fractals": job.fractals} if entry.fractals else {}  # AugMix draws none
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
     ds = ds.map_batches(

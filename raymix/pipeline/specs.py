@@ -45,7 +45,7 @@ class MixJob(JobSpec):
     method defaults are the papers' (``docs/methods.md``)."""
 
     method: str = option(choices=lambda: registry.method_names(kind="image"), help="the method")
-    size: int = option(224, help="output side: images are centre-cropped to it")
+    image_size: int = option(224, help="output side: images are centre-cropped to it")
     fractals: str | None = option(None, metavar="SPEC", default_text="generated",
                                   help="fractal folder URI or 'generated:N'")
     method_options: dict = option({}, key="options", help='method constructor options, e.g. '

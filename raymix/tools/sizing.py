@@ -37,7 +37,7 @@ from raymix.schema import DEFAULT_ROWS_PER_FILE
 __all__ = [
     "GPU_METHODS",
     "CPU_METHODS",
-    "METHODS",
+    "SIZED_METHODS",
     "IMAGENET_TRAIN_IMAGES",
     "PlanInput",
     "Plan",
@@ -123,7 +123,7 @@ def plannable(name: str):
     """The registry entry of a method ``raymix plan`` can size: one with a measured CPU rate."""
     entry = registry.method(name)
     if entry.cpu_images_per_s_224 is None:
-        raise ValueError(f"{name} has no measured CPU rate to size it with; choose from {', '.join(METHODS)}")
+        raise ValueError(f"{name} has no measured CPU rate to size it with; choose from {', '.join(SIZED_METHODS)}")
     return entry
 
 
@@ -143,7 +143,7 @@ CPU_DEFAULT_RESOLUTION = 224
 #: What ``raymix plan`` sizes: methods with a measured CPU rate, GPU methods first.
 GPU_METHODS = tuple(e.name for e in registry.methods(available=None) if e.gpu_models and e.cpu_images_per_s_224)
 CPU_METHODS = tuple(e.name for e in registry.methods(available=None) if not e.gpu_models and e.cpu_images_per_s_224)
-METHODS = GPU_METHODS + CPU_METHODS
+SIZED_METHODS = GPU_METHODS + CPU_METHODS
 
 
 def cpu_seconds_per_output(method: str, resolution: int, replicas: int = 1) -> dict[str, float]:

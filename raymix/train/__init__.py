@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymix.train.config import PRESETS, TrainConfig, TrainInput, apply_preset, parse_input
+from raymix.train.config import RECIPES, TrainConfig, TrainInput, apply_recipe, parse_input
 
-__all__ = ["fit", "TrainConfig", "TrainInput", "PRESETS", "apply_preset", "parse_input"]
+__all__ = ["fit", "TrainConfig", "TrainInput", "RECIPES", "apply_recipe", "parse_input"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Training configuration, the papers' recipes as presets, and input specifications."""
+"""Training configuration, the papers' training recipes, and input specifications."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from raymix import registry
 from raymix.settings import option
 
-__all__ = ["TrainConfig", "TrainInput", "PRESETS", "parse_input", "parse_ratio", "apply_preset"]
+__all__ = ["TrainConfig", "TrainInput", "RECIPES", "parse_input", "parse_ratio", "apply_recipe"]
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 CROPS = ("random_resized", "pad", "none")
@@ -110,7 +110,7 @@ class TrainConfig:
 
 
 # The papers' recipes. Each entry cites where its numbers come from.
-PRESETS: dict[str, dict[str, Any]] = {
+RECIPES: dict[str, dict[str, Any]] = {
     # AGA (papers/aga.txt, Table 4): ResNet-{18,50,101,152} from scratch, PyTorch's reference
     # recipe: SGD lr 0.1, momentum 0.9, StepLR 30 / gamma 0.1, wd 1e-4, batch 32, 100 epochs.
     "aga-imagenet": dict(
@@ -149,11 +149,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def apply_preset(name: str, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset with ``overrides`` on top."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return TrainConfig(**{**PRESETS[name], **overrides})
+def apply_recipe(name: str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a paper's recipe with ``overrides`` on top."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    return TrainConfig(**{**RECIPES[name], **overrides})
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from raymix import registry
 from raymix.settings import build, nested, option
-from raymix.train.config import PRESETS, TrainConfig, TrainInput, parse_input, parse_ratio
+from raymix.train.config import RECIPES, TrainConfig, TrainInput, parse_input, parse_ratio
 
 __all__ = ["TrainJob", "chain_methods", "inputs_of", "chained_stream", "run", "main"]
 
@@ -25,7 +25,7 @@ def chain_methods() -> tuple[str, ...]:
 
 @dataclass(kw_only=True)
 class TrainJob:
-    """A training run: inputs, the training config (a paper's ``preset`` under the settings
+    """A training run: inputs, the training config (a paper's ``recipe`` under the settings
     given), Ray Train's workers, checkpoint storage."""
 
     # data
@@ -50,7 +50,7 @@ class TrainJob:
     chain_weight: float | None = option(None, default_text="every row once",
                                         help="share of the chained input in an epoch")
     # model and optimisation
-    preset: str | None = option(None, choices=sorted(PRESETS), presets=PRESETS,
+    recipe: str | None = option(None, choices=sorted(RECIPES), presets=RECIPES,
                                 help="a paper's recipe (docs/training.md); other settings override it")
     config: TrainConfig = nested(TrainConfig, "model, optimisation and input pipeline")
     # run
