@@ -50,8 +50,10 @@ class MethodEntry:
         device: where its own work runs: ``"cpu"`` or ``"gpu"``; a pair method's model
             stage runs on ``gpu_models``.
         title: paper and venue, as the preview and the docs print them.
-        presets: names of the method's hyperparameter sets (the values, with their
-            citations, live in the method's module as ``PRESETS``).
+        presets: names of the method's hyperparameter sets, its ``preset=`` choices (the
+            values, with their citations, live in the method's module as ``PRESETS``).
+            DiffuseMix's ``paper``/``fast``/``public-code`` are its editor's presets
+            (:class:`raymix.models.editor_options.EditorOptions`).
         fractals: whether it draws from a fractal bank.
         gpu_models: models a GPU stage runs per output (``raymix plan`` counts their FLOPs).
         gpu_defaults: resolution and steps as the paper runs its GPU stage.
@@ -203,7 +205,7 @@ register_method(MethodEntry(
 ))
 register_method(MethodEntry(
     name="layermix", target="raymix.methods.layermix:LayerMix", kind="image", device="cpu",
-    title="LayerMix (Ahmad et al.)", presets=("imagenet", "cifar"), fractals=True,
+    title="LayerMix (Ahmad et al.)", fractals=True,
     cpu_images_per_s_224=1362.0,
 ))
 register_method(MethodEntry(
@@ -213,7 +215,7 @@ register_method(MethodEntry(
 # DiffuseMix: 256x256 (authors' code), 100 steps (the diffusers default the code keeps).
 register_method(MethodEntry(
     name="diffusemix", target="raymix.methods.diffusemix:DiffuseMix", kind="pair", device="cpu",
-    title="DiffuseMix (Islam et al., CVPR 2024)", presets=("paper", "fast", "public-code"), fractals=True,
+    title="DiffuseMix (Islam et al., CVPR 2024)", fractals=True,
     gpu_models=("instructpix2pix",), gpu_defaults={"resolution": 256, "steps": 100},
     cpu_images_per_s_224=4999.0,
 ))

@@ -83,3 +83,17 @@ def test_ray_job(toy, sample, tmp_path, ray_cluster):
     assert {k.rsplit("/", 1)[1] for k in keys} == {"0", "1"}
     params = [json.loads(p) for p in table.column("params").to_pylist()]
     assert all(p["method"] == "toy" and p["bits"] == 5 and len(p["shift"]) == 2 for p in params)
+
+
+def test_every_entry_names_its_class_presets():
+    """The registry lists each method's presets without importing it: the names must be its
+    module's PRESETS (a method without a ``preset=`` argument lists none)."""
+    import importlib
+    import inspect
+
+    for entry in registry.methods():
+        cls = entry.load()
+        module = importlib.import_module(cls.__module__)
+        has_presets = "preset" in inspect.signature(cls).parameters
+        assert set(entry.presets) == (set(module.PRESETS) if has_presets else set()), entry.name
+        assert entry.kind == "batch" or cls.name == entry.name

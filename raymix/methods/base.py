@@ -54,11 +54,12 @@ def resolve_fractals(spec: FractalSpec, *, size: int | None, seed: int, grayscal
     return FractalBank.load(spec, size=size, seed=seed, grayscale=grayscale)
 
 
-def choose_preset(presets: Mapping[str, dict], preset: str) -> dict:
-    """The hyperparameters of a named preset (e.g. ``"imagenet"``, ``"cifar"``)."""
+def choose_preset(presets: Mapping[str, dict], preset: str, **given) -> dict:
+    """The hyperparameters of a named preset (e.g. ``"imagenet"``, ``"cifar"``), with every
+    ``given`` value that is not ``None`` on top (a constructor's explicit arguments)."""
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(presets)}")
-    return presets[preset]
+    return {**presets[preset], **{k: v for k, v in given.items() if v is not None}}
 
 
 def as_draws(source: torch.Generator | Draws) -> Draws:

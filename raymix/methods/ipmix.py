@@ -85,14 +85,11 @@ class IPMix(MixingMethod):
                  seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
-        p = choose_preset(PRESETS, preset)
+        p = choose_preset(PRESETS, preset, k=k, t=t, beta=beta, severity=severity, patch_sizes=patch_sizes)
         super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
         self.preset = preset
-        self.k = int(p["k"] if k is None else k)
-        self.t = int(p["t"] if t is None else t)
-        self.beta = float(p["beta"] if beta is None else beta)
-        self.severity = float(p["severity"] if severity is None else severity)
-        self.patch_sizes = tuple(int(s) for s in (p["patch_sizes"] if patch_sizes is None else patch_sizes))
+        self.k, self.t, self.beta, self.severity = int(p["k"]), int(p["t"]), float(p["beta"]), float(p["severity"])
+        self.patch_sizes = tuple(int(s) for s in p["patch_sizes"])
         self.op_set = ops
         self.ops = OP_SETS[ops]
         self.augmented_patches = bool(augmented_patches)

@@ -77,12 +77,10 @@ class PixMix(MixingMethod):
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0,
                  fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
-        p = choose_preset(PRESETS, preset)
+        p = choose_preset(PRESETS, preset, k=k, beta=beta, severity=severity)
         super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
         self.preset = preset
-        self.k = int(p["k"] if k is None else k)
-        self.beta = float(p["beta"] if beta is None else beta)
-        self.severity = float(p["severity"] if severity is None else severity)
+        self.k, self.beta, self.severity = int(p["k"]), float(p["beta"]), float(p["severity"])
         self.all_ops = bool(all_ops)
         self.ops = AUGMIX_ALL_OPS if all_ops else AUGMIX_OPS
         if self.k < 0 or self.beta <= 0 or self.severity <= 0.1:
