@@ -1,6 +1,5 @@
 """Ray Train runs: two CPU workers, a few steps each; resume after a killed driver."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -23,20 +22,10 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def method_available(name: str) -> bool:
-    return importlib.util.find_spec(f"raymix.methods.{name}") is not None
-
-
-def online_case(name: str, jsd: bool):
-    missing = not method_available(name)
-    return pytest.param(name, jsd, marks=pytest.mark.skipif(missing, reason=f"raymix.methods.{name} is not available yet"))
-
-
-# MiAMix runs in the resume test; here AugMix also brings the JSD loss (three views).
-@pytest.mark.parametrize(
-    "online, jsd",
-    [online_case("augmix", True), online_case("pixmix", False), online_case("ipmix", False), online_case("layermix", False)],
-)
+# MiAMix runs in the resume test; here AugMix also brings the JSD loss (three views). PixMix
+# and IPMix take the same MethodStage path as LayerMix (test_train_data.py runs them in the
+# data stage).
+@pytest.mark.parametrize("online, jsd", [("augmix", True), ("layermix", False)])
 def test_two_workers_with_online_method(ray_cluster, s3_bucket, online, jsd):
     """Checkpoints go to S3 (the local moto server)."""
     from raymix.io.storage import filesystem

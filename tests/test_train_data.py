@@ -124,3 +124,24 @@ def test_weighted_inputs_and_jsd_views(ray_cluster):
     assert batch["image_aug1"].shape == batch["image"].shape == (6, 16, 16, 3)
     assert not np.array_equal(batch["image_aug1"], batch["image_aug2"])
     ray.kill(clock)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("online", ["pixmix", "ipmix", "layermix"])
+def test_every_fractal_method_runs_in_the_training_data_stage(ray_cluster, online):
+    """The data stage of training with each fractal method (test_train.py trains through Ray
+    Train with AugMix and LayerMix; the others share the same MethodStage path)."""
+    import ray
+
+    from raymix.train.data import build_train_dataset, create_epoch_clock
+
+    clock = create_epoch_clock()
+    originals = ray.data.from_items(rows(6, size=(24, 24), prefix="orig"))
+    cfg = TrainConfig(image_size=16, crop="none", online=online, online_options={"fractals": "generated:8"})
+    ray.get(clock.set.remote(0))
+    plain = build_train_dataset([TrainInput(originals)], TrainConfig(image_size=16, crop="none"), clock).take_batch(6)
+    batch = build_train_dataset([TrainInput(originals)], cfg, clock).take_batch(6, batch_format="numpy")
+    assert batch["image"].shape == (6, 16, 16, 3) and batch["valid"].all()
+    assert sorted(batch["label"]) == sorted(plain["label"])
+    assert not np.array_equal(np.sort(batch["image"].reshape(6, -1), axis=0), np.sort(plain["image"].reshape(6, -1), axis=0))
+    ray.kill(clock)

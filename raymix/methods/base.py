@@ -45,10 +45,7 @@ def resolve_fractals(spec: FractalSpec, *, size: int | None, seed: int, grayscal
         if not (hasattr(spec, "sample") and hasattr(spec, "ids_for")):
             raise TypeError(f"fractals must be a FractalBank or a spec string, got {type(spec).__name__}")
         return spec
-    try:
-        from raymix.fractals import FractalBank
-    except ImportError as err:  # pragma: no cover - depends on the installed package
-        raise ImportError("raymix.fractals is needed to build a fractal bank; pass fractals=<bank>") from err
+    from raymix.fractals import FractalBank
     if size is None:
         return FractalBank.load(spec, seed=seed, grayscale=grayscale)
     return FractalBank.load(spec, size=size, seed=seed, grayscale=grayscale)

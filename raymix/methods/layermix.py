@@ -61,7 +61,7 @@ class LayerMix(MixingMethod):
         magnitude: augmentation magnitude ``m`` (of 10), paper value 8 (the public code's
             default is 3).
         beta: blending ratio of ``get_ab``, paper value 3.
-        ops: names from Table II (:data:`raymix.ops.image_ops.LAYERMIX_OPS`) to draw from; all of
+        ops: names from Table II (:data:`raymix.methods.op_tables.LAYERMIX_OPS`) to draw from; all of
             Table II by default. :data:`LAYERMIX_CODE_OPS` is the public code's list.
         blend_weights: probabilities of add, multiply, pixel, element (Table I by default).
         seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import ray
 
 from raymix import schema
-from raymix.io.decode import decode_batch, encode_batch
+from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
 from raymix.io.writers import WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
@@ -94,7 +94,7 @@ def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Data
                           batch_format="numpy", batch_size=CPU_BATCH)
 
 
-def encode(ds: ray.data.Dataset, quality: int = 95) -> ray.data.Dataset:
+def encode(ds: ray.data.Dataset, quality: int = JPEG_QUALITY) -> ray.data.Dataset:
     """``uint8`` images -> JPEG bytes before the write (CPU tasks; smaller objects in flight)."""
     return ds.map_batches(encode_batch, fn_kwargs={"quality": quality}, batch_format="numpy", batch_size=CPU_BATCH)
 
