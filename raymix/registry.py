@@ -238,7 +238,7 @@ register_method(MethodEntry(
 
 register_job(JobEntry(
     name="mix", settings="raymix.pipeline.specs:MixJob", run="raymix.pipeline.mix:main",
-    help="PixMix, IPMix, LayerMix or AugMix over a dataset, written as augmented shards (CPU)",
+    help="an \"image\" method of the registry (--method) over a dataset, written as augmented shards (CPU)",
     script="jobs/mix_imagenet.py",
 ))
 register_job(JobEntry(
