@@ -145,3 +145,16 @@ def test_every_fractal_method_runs_in_the_training_data_stage(ray_cluster, onlin
     assert sorted(batch["label"]) == sorted(plain["label"])
     assert not np.array_equal(np.sort(batch["image"].reshape(6, -1), axis=0), np.sort(plain["image"].reshape(6, -1), axis=0))
     ray.kill(clock)
+
+
+@pytest.mark.parametrize("name, batch, epochs, jsd", [("pixmix-imagenet", 256, 90, False),
+                                                      ("layermix-imagenet", 128, 90, False),
+                                                      ("ipmix-imagenet", 128, 180, True)])
+def test_imagenet_recipes_follow_the_authors_scripts(name, batch, epochs, jsd):
+    """Where the papers are silent, the values of the authors' imagenet.py scripts (wd 5e-4,
+    Nesterov momentum 0.9, their batch sizes, IPMix's JSD loss; docs/training.md)."""
+    from raymix.train.config import apply_recipe
+
+    cfg = apply_recipe(name)
+    assert (cfg.weight_decay, cfg.momentum, cfg.nesterov, cfg.lr, cfg.schedule) == (5e-4, 0.9, True, 0.01, "cosine")
+    assert (cfg.batch_size, cfg.epochs, cfg.jsd, cfg.online) == (batch, epochs, jsd, name.split("-")[0])
