@@ -245,3 +245,14 @@ def test_methods_build_the_fractal_bank_from_a_spec(monkeypatch, tmp_path):
     _, infos = pix.augment(smooth_images(8, 24), generators(8))
     used = {info["fractal"] for info in infos} - {None}
     assert used and used <= set(pix.fractals.ids)
+
+
+@pytest.mark.parametrize("name", ["pixmix", "layermix"])
+def test_generated_bank_is_the_same_whatever_the_run_seed(name, tmp_path, monkeypatch):
+    """One fixed bank (bank_seed 0) for every run seed; another bank_seed, another bank."""
+    monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path))
+    a = get_method(name, seed=1, fractals="generated:3", fractal_size=32).fractals
+    b = get_method(name, seed=2, fractals="generated:3", fractal_size=32).fractals
+    c = get_method(name, seed=1, fractals="generated:3", fractal_size=32, bank_seed=5).fractals
+    assert a.ids == b.ids and torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)

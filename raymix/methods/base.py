@@ -70,7 +70,7 @@ class MixingMethod:
 
     Constructor arguments shared by every method:
 
-    - ``seed`` -- run seed: seeds the generated fractal bank; the pipeline seeds each sample
+    - ``seed`` -- run seed: the pipeline seeds each sample
       from it with the row's key, replica and epoch (:func:`raymix.ops.rng.sample_generator`,
       salted with the method's ``salt``).
     - ``fractals`` -- a ``FractalBank`` or a spec for ``FractalBank.load``; ``None`` builds the
@@ -78,6 +78,9 @@ class MixingMethod:
     - ``fractal_size`` -- side of the bank's stored fractals (``None``: the bank's default, 256); the bank
       resizes a fractal to 8/7 of the image and crops it (PixMix's ``Resize(256)``,
       ``RandomCrop(224)``).
+    - ``bank_seed`` -- seed of the generated fractal bank, fixed (0) by default and apart from the
+      run seed: runs with different seeds, online or offline, draw from one bank, as the
+      papers draw from one fixed fractal set.
     - ``chunk_size`` -- images processed together inside :meth:`augment` and :meth:`apply` (a
       speed knob: each op and fractal draw runs once per chunk, so larger chunks pay less fixed
       cost per image while smaller ones hold fewer augmented copies at a time; results do not
@@ -90,11 +93,12 @@ class MixingMethod:
     salt: ClassVar[str] = ""
 
     def __init__(self, *, seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None,
-                 chunk_size: int = 32):
+                 bank_seed: int = 0, chunk_size: int = 32):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.seed = int(seed)
         self.fractal_size = None if fractal_size is None else int(fractal_size)
+        self.bank_seed = int(bank_seed)
         self.chunk_size = int(chunk_size)
         self._fractal_spec = fractals
         self._bank = fractals if fractals is not None and not isinstance(fractals, str) else None
@@ -121,7 +125,7 @@ class MixingMethod:
     def fractals(self):
         """The fractal bank (built on first use from the ``fractals`` spec)."""
         if self._bank is None:
-            self._bank = resolve_fractals(self._fractal_spec, size=self.fractal_size, seed=self.seed,
+            self._bank = resolve_fractals(self._fractal_spec, size=self.fractal_size, seed=self.bank_seed,
                                           grayscale=self.fractal_grayscale)
         return self._bank
 

@@ -68,7 +68,7 @@ class DiffuseMix(MixingMethod):
         reject_white: refuse an edited image that is almost all white, as the public code
             discards them (the paper does not mention it): :meth:`apply` raises, and the
             pipeline quarantines the row.
-        seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals default to a
+        seed, fractals, fractal_size, bank_seed, chunk_size: see :class:`MixingMethod`. Fractals default to a
             generated colour bank.
     """
 
@@ -77,8 +77,9 @@ class DiffuseMix(MixingMethod):
 
     def __init__(self, *, lam: float = 0.20, masks: Sequence[str] = MASKS, seam: int = 0,
                  reject_white: bool = False, seed: int = 0, fractals: FractalSpec = None,
-                 fractal_size: int | None = None, chunk_size: int = 8):
-        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
+                 fractal_size: int | None = None, bank_seed: int = 0, chunk_size: int = 8):
+        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, bank_seed=bank_seed,
+                         chunk_size=chunk_size)
         masks = tuple(masks)
         if not masks or any(m not in MASKS for m in masks):
             raise ValueError(f"masks must be a non-empty subset of {MASKS}, got {masks}")

@@ -73,7 +73,7 @@ class IPMix(MixingMethod):
         augmented_patches: as the ImageNet public code, take each patch with probability 1/2 from
             an augmented copy of ``x`` instead of the fractal (the paper mixes with synthetic
             images only).
-        seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, fractal_size, bank_seed, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated colour bank.
     """
 
@@ -82,11 +82,13 @@ class IPMix(MixingMethod):
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, t: int | None = None,
                  beta: float | None = None, severity: float | None = None,
                  patch_sizes: Sequence[int] | None = None, ops: str = "augmix", augmented_patches: bool = False,
-                 seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
+                 seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None,
+                 bank_seed: int = 0, chunk_size: int = 32):
         if ops not in OP_SETS:
             raise ValueError(f"unknown op set {ops!r}; expected one of {sorted(OP_SETS)}")
         p = choose_preset(PRESETS, preset, k=k, t=t, beta=beta, severity=severity, patch_sizes=patch_sizes)
-        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
+        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, bank_seed=bank_seed,
+                         chunk_size=chunk_size)
         self.preset = preset
         self.k, self.t, self.beta, self.severity = int(p["k"]), int(p["t"]), float(p["beta"]), float(p["severity"])
         self.patch_sizes = tuple(int(s) for s in p["patch_sizes"])

@@ -64,7 +64,7 @@ class LayerMix(MixingMethod):
         ops: names from Table II (:data:`raymix.methods.op_tables.LAYERMIX_OPS`) to draw from; all of
             Table II by default. :data:`LAYERMIX_CODE_OPS` is the public code's list.
         blend_weights: probabilities of add, multiply, pixel, element (Table I by default).
-        seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, fractal_size, bank_seed, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated grayscale bank, flipped at random.
     """
 
@@ -74,8 +74,10 @@ class LayerMix(MixingMethod):
 
     def __init__(self, *, magnitude: float = 8, beta: float = 3.0, ops: Sequence[str] | None = None,
                  blend_weights: Sequence[float] = LAYERMIX_BLEND_WEIGHTS, seed: int = 0,
-                 fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
-        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
+                 fractals: FractalSpec = None, fractal_size: int | None = None,
+                 bank_seed: int = 0, chunk_size: int = 32):
+        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, bank_seed=bank_seed,
+                         chunk_size=chunk_size)
         names = tuple(LAYERMIX_OPS) if ops is None else tuple(ops)
         unknown = [n for n in names if n not in LAYERMIX_OPS]
         if unknown or not names:

@@ -68,7 +68,7 @@ class PixMix(MixingMethod):
         severity: AugMix severity of the image ops.
         all_ops: also use color, contrast, brightness and sharpness (off by default: they overlap
             ImageNet-C).
-        seed, fractals, fractal_size, chunk_size: see :class:`MixingMethod`. Fractals
+        seed, fractals, fractal_size, bank_seed, chunk_size: see :class:`MixingMethod`. Fractals
             default to a generated colour bank.
     """
 
@@ -76,9 +76,11 @@ class PixMix(MixingMethod):
 
     def __init__(self, *, preset: str = "imagenet", k: int | None = None, beta: float | None = None,
                  severity: float | None = None, all_ops: bool = False, seed: int = 0,
-                 fractals: FractalSpec = None, fractal_size: int | None = None, chunk_size: int = 32):
+                 fractals: FractalSpec = None, fractal_size: int | None = None,
+                 bank_seed: int = 0, chunk_size: int = 32):
         p = choose_preset(PRESETS, preset, k=k, beta=beta, severity=severity)
-        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, chunk_size=chunk_size)
+        super().__init__(seed=seed, fractals=fractals, fractal_size=fractal_size, bank_seed=bank_seed,
+                         chunk_size=chunk_size)
         self.preset = preset
         self.k, self.beta, self.severity = int(p["k"]), float(p["beta"]), float(p["severity"])
         self.all_ops = bool(all_ops)
