@@ -158,3 +158,22 @@ def test_imagenet_recipes_follow_the_authors_scripts(name, batch, epochs, jsd):
     cfg = apply_recipe(name)
     assert (cfg.weight_decay, cfg.momentum, cfg.nesterov, cfg.lr, cfg.schedule) == (5e-4, 0.9, True, 0.01, "cosine")
     assert (cfg.batch_size, cfg.epochs, cfg.jsd, cfg.online) == (batch, epochs, jsd, name.split("-")[0])
+
+
+def test_random_resized_crops_see_the_whole_image():
+    """The decode keeps the aspect for random-resized crops, so crops reach the image's edges
+    (a centre square would hide them), as the papers' RandomResizedCrop on the full image."""
+    red_green_blue = np.zeros((32, 96, 3), dtype=np.uint8)
+    red_green_blue[:, :32, 0] = red_green_blue[:, 32:64, 1] = red_green_blue[:, 64:, 2] = 255
+    cfg = TrainConfig(image_size=14, crop="random_resized")
+    batch = {"key": np.array(["k"], dtype=object), "image": np.array([red_green_blue]),
+             "label": np.array([0]), "epoch": np.array([0])}
+    prepared = prepare_images(batch, size=cfg.train_decode_size, resize=cfg.train_resize)
+    assert prepared["image"][0].shape == (16, 48, 3)
+    seen = set()
+    for epoch in range(40):
+        prepared["epoch"] = np.array([epoch])
+        crop = crop_flip_batch(prepared, size=14, crop="random_resized", flip=False, seed=0)["image"][0]
+        seen |= {c for c in range(3) if (crop[..., c] > 200).any()}
+    assert seen == {0, 1, 2}
+    assert TrainConfig(crop="pad").train_resize == "center_crop"

@@ -49,7 +49,8 @@ class TrainConfig:
     # input pipeline
     image_size: int = option(224, help="training and validation crop side in pixels")
     decode_size: int | None = option(None, default_text="image_size / 0.875 for random-resized crops",
-                                     help="side images are decoded to before the crop")
+                                     help="side images are decoded to before the crop (the shorter side, "
+                                          "aspect kept, for random-resized crops)")
     crop: str = option("random_resized", choices=CROPS,
                        help="training crop: random-resized (ImageNet), pad (CIFAR-style) or none")
     flip: bool = option(True, help="random horizontal flips")
@@ -97,6 +98,14 @@ class TrainConfig:
         if self.crop == "random_resized":
             return round(self.image_size / 0.875)
         return self.image_size
+
+    @property
+    def train_resize(self) -> str:
+        """How the training decode resizes (``raymix.io.decode.resize_image`` modes): random-resized
+        crops need the whole image, so only its shorter side goes to :attr:`train_decode_size`
+        (the aspect is kept; the papers' scripts crop from the full image); the other crops take
+        the central square."""
+        return "shorter_side" if self.crop == "random_resized" else "center_crop"
 
     @property
     def val_decode_size(self) -> int:

@@ -258,8 +258,8 @@ def build_train_dataset(
             tag_epoch, fn_kwargs={"clock": clock, "seed": config.seed, "fraction": fraction}, batch_format="numpy"
         )
         ds = ds.map_batches(
-            prepare_images, fn_kwargs={"size": config.train_decode_size}, batch_format="numpy",
-            batch_size=config.data_batch_size,
+            prepare_images, fn_kwargs={"size": config.train_decode_size, "resize": config.train_resize},
+            batch_format="numpy", batch_size=config.data_batch_size,
         )
         parts.append(ds.map_batches(conform, batch_format="numpy"))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
