@@ -17,9 +17,9 @@ from raymix.train.config import RECIPES, TrainConfig, TrainInput, parse_input, p
 
 __all__ = ["TrainJob", "chain_methods", "inputs_of", "chained_stream", "run", "main"]
 
-#: What ``--chain`` can run: a pair method's own job (DiffuseMix) or the mix job's methods.
 def chain_methods() -> tuple[str, ...]:
-    """What ``--chain`` can run: the registry's "pair" and "image" methods."""
+    """What ``--chain`` can run: a "pair" method's own job (DiffuseMix) or an "image" method
+    through the mix job (read from the registry each time the flags are built)."""
     return registry.method_names(kind="pair") + registry.method_names(kind="image")
 
 
