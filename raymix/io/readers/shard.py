@@ -35,6 +35,8 @@ class Shard:
     keys: tuple[str, ...] = ()
     label: int = -1
     class_name: str = ""
+    #: Per-file labels (a flat folder labelled by a CSV), else every file has ``label``.
+    labels: tuple[int, ...] = ()
 
     @property
     def num_rows(self) -> int | None:
