@@ -103,6 +103,6 @@ def test_bad_input_corpus_is_quarantined_and_counts_reconcile(ray_cluster, tmp_p
 
     import pyarrow.parquet as pq
 
-    quarantine = pq.read_table(tmp_path / "out" / "_quarantine").to_pylist()
+    quarantine = pq.read_table(tmp_path / "out" / "__quarantine__").to_pylist()
     assert {q["key"]: q["reason"] for q in quarantine} == expected
     assert all(q["stage"] == "decode" and q["source"].endswith("c0001#00000") for q in quarantine)
