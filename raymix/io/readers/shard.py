@@ -100,5 +100,5 @@ def file_stem(path: str) -> str:
 
 def hidden(relative: str) -> bool:
     """Whether a path (relative to the data's root) is skipped: a part starts with ``.``
-    or ``_`` (``_quarantine/``, temporary files), as Ray's own readers do."""
+    or ``_`` (``__quarantine__/``, temporary files), as Ray's own readers do."""
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
