@@ -299,3 +299,22 @@ def test_flat_folder_with_the_csv_beside_it_and_without_one(tmp_path):
     (tmp_path / "val" / "LOC_val_solution.csv").unlink()
     plan = plan_read(str(tmp_path / "val"))
     assert [(r["label"], r["class_name"]) for r in rows_of(plan)] == [(-1, "")] * 3
+
+
+@pytest.mark.slow
+def test_images_stored_by_path_on_an_object_store(s3_bucket):
+    from raymix.io.storage import filesystem
+
+    fs, root = filesystem(s3_bucket)
+    fs.pipe(f"{root}/data/imgs/a.jpg", jpeg(3))
+    fs.pipe(f"{root}/other/b.jpg", jpeg(4))
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"image": pa.array([{"bytes": None, "path": "imgs/a.jpg"},
+                                                {"bytes": None, "path": f"{s3_bucket}/other/b.jpg"},
+                                                {"bytes": None, "path": "imgs/gone.jpg"}], struct),
+                             "label": [0, 1, 0]}), buf)
+    fs.pipe(f"{root}/data/train.parquet", buf.getvalue())
+    rows = rows_of(plan_read(f"{s3_bucket}/data"))
+    assert [r["image"] for r in rows] == [jpeg(3), jpeg(4), None]
+    assert [r["key"] for r in rows][0::2] == ["imgs/a", "imgs/gone"]

@@ -100,8 +100,11 @@ def _fetch_paths(plan, folder: str, paths: list[str | None]) -> dict[int, bytes 
         return {}
     local: dict[int, str] = {}
     out: dict[int, bytes | None] = {}
+    protocols = plan.fs.protocol if isinstance(plan.fs.protocol, (tuple, list)) else (plan.fs.protocol,)
     for i, p in wanted.items():
-        if "://" in p:
+        if "://" in p and p.split("://", 1)[0] in protocols:  # the plan's filesystem, its options
+            local[i] = plan.fs._strip_protocol(p)
+        elif "://" in p:
             try:
                 fs, q = fsspec.core.url_to_fs(p)
                 out[i] = fs.cat_file(q)
