@@ -22,6 +22,8 @@ def test_shard_stems_come_from_the_input_shard():
     assert shard_stem("gs://b/shards/imagenet-train-000123.tar.gz") == "imagenet-train-000123"
     assert shard_stem("/x/we ird:name.tar") == "we_ird_name"
     assert shard_stem("") == "unsourced"
+    assert shard_stem("/hf/dict/validation/data-00000-of-00001.arrow") == "validation-data-00000-of-00001"
+    assert shard_stem("/hf/other.arrow") == "other" and shard_stem("/imagenet/val#00003") == "val-00003"
 
 
 def rows(n, source="s3://in/shard-0.parquet", start=0, bad=()):

@@ -9,7 +9,8 @@ Output layout (``OUT`` is the output URI)::
 
 ``stem`` comes from the row's ``source`` (the input shard: ``train-00003-of-00294`` for
 ``.../train-00003-of-00294.parquet``, ``n01440764-00000`` for the folder virtual shard
-``.../n01440764#00000``); ``digest`` is 16 hex digits of a hash of the sorted keys in the
+``.../n01440764#00000``, ``train-data-00000-of-00001`` for the ``save_to_disk`` file
+``.../train/data-00000-of-00001.arrow``); ``digest`` is 16 hex digits of a hash of the sorted keys in the
 file. Names never contain a run id, so:
 
 * a write task retried by Ray rewrites the same name with the same rows (idempotent);
@@ -83,10 +84,13 @@ _DIGEST_RE = r"-[0-9a-f]{16}\."
 
 def shard_stem(source: str) -> str:
     """A file-name stem for an input shard URI (see the module docstring)."""
-    base = source.rstrip("/").rsplit("/", 1)[-1]
+    parts = source.rstrip("/").rsplit("/", 2)
+    base = parts[-1]
     base, _, fragment = base.partition("#")
     lower = base.lower()
-    for suffix in (".parquet", *wds.TAR_SUFFIXES):
+    if lower.endswith(".arrow") and lower.startswith("data-") and len(parts) > 1:  # save_to_disk: data-00000-of-00001.arrow per split folder
+        base = f"{parts[-2].rsplit(':', 1)[-1]}-{base}"
+    for suffix in (".parquet", ".arrow", *wds.TAR_SUFFIXES):
         if lower.endswith(suffix):
             base = base[: -len(suffix)]
             break
