@@ -160,7 +160,7 @@ def flat_shards(fs, root: str, files: list[tuple[str, int]], classes, files_per_
     if classes is not None:
         names, descriptions = given_classes(classes)
     else:
-        class_file = find_beside(fs, root, CLASS_FILES) if (by_id or labelled) else None
+        class_file = find_beside(fs, root, CLASS_FILES) if by_id else None
         if class_file:
             names, descriptions = load_class_file(fs, class_file)
         elif by_id:

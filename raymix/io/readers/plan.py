@@ -181,8 +181,9 @@ def plan_read(
     ) and any(folder.is_image_name(n) and not hidden(n) for n in top_files):
         layout = "flat"  # images without class folders (ImageNet's val/)
     if layout == "flat":
-        files = sorted((e["name"], e.get("size") or 0) for n, e in top_files.items()
-                       if not hidden(n) and folder.is_image_name(n))
+        exts = {e.lower().lstrip(".") for e in extensions} if extensions else None
+        files = sorted((e["name"], e.get("size") or 0) for n, e in top_files.items() if not hidden(n) and (
+            folder.is_image_name(n) if exts is None else posixpath.splitext(n)[1].lower().lstrip(".") in exts))
         return _flat_plan(uris[0], first, files, classes, files_per_shard, key_prefix, common)
     if layout in _FILE_SUFFIXES:
         suffixes = _FILE_SUFFIXES[layout]
