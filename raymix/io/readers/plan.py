@@ -128,7 +128,9 @@ def plan_read(
 ) -> ReadPlan:
     """List ``uri`` once and decide the shards; no image bytes are read.
 
-    ``uri``: a folder, a file, a glob, or a list of files (all on one filesystem).
+    ``uri``: a folder (class folders, a flat folder of images, parquet or tar shards, a
+    Hugging Face ``save_to_disk`` folder), a file (a ``.parquet``, ``.tar`` or ``.arrow``
+    shard, or one image), a glob, or a list of files (all on one filesystem).
     ``extensions``: for folder trees, file extensions to keep (default: every file that
     is not hidden, so non-images reach the decoder and are quarantined, never silently
     dropped). ``key_prefix`` is prepended to folder-tree keys (e.g. ``"train/"``).
