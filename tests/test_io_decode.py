@@ -100,3 +100,14 @@ def test_decode_batch_accepts_hugging_face_image_structs():
     out = decode_batch({"image": structs}, size=8)
     assert out["reason"][0] == "" and abs(int(out["image"][0].mean()) - 200) <= 2
     assert out["reason"][1] != ""
+
+
+def test_a_block_whose_images_are_all_null_is_quarantined_not_a_crash():
+    from raymix.io.decode import decode_batch
+
+    # Ray turns an all-null binary column into a float array of NaN.
+    for images in (np.full(3, np.nan, np.float32), np.array([None, None, None], dtype=object),
+                   np.array([{"bytes": None, "path": "gone.jpg"}] * 3, dtype=object)):
+        out = decode_batch({"image": images, "key": np.array(["a", "b", "c"])}, size=8)
+        assert list(out["reason"]) == ["missing"] * 3 and list(out["stage"]) == ["decode"] * 3
+        assert out["image"].shape == (3, 8, 8, 3)

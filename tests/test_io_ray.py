@@ -103,6 +103,29 @@ def test_bad_input_corpus_is_quarantined_and_counts_reconcile(ray_cluster, tmp_p
 
     import pyarrow.parquet as pq
 
-    quarantine = pq.read_table(tmp_path / "out" / "_quarantine").to_pylist()
+    quarantine = pq.read_table(tmp_path / "out" / "__quarantine__").to_pylist()
     assert {q["key"]: q["reason"] for q in quarantine} == expected
     assert all(q["stage"] == "decode" and q["source"].endswith("c0001#00000") for q in quarantine)
+
+
+def test_save_to_disk_and_path_only_parquet_through_ray_data(ray_cluster, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_io_readers import hf_dataset, jpeg
+
+    hf_dataset(6).save_to_disk(str(tmp_path / "disk"))
+    rows = read_images(str(tmp_path / "disk")).take_all()
+    assert sorted((r["key"], r["class_name"]) for r in rows)[:2] == [("data-00000-of-00001/0", "ant"),
+                                                                     ("data-00000-of-00001/1", "bee")]
+    assert len(rows) == 6 and datasets is not None
+    # Every image of the block stored by a path that is gone: one clear reason, no crash.
+    (tmp_path / "here.jpg").write_bytes(jpeg(9))
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for name, paths in (("gone", ["a.jpg", "b.jpg"]), ("mixed", ["here.jpg", "c.jpg"])):
+        pq.write_table(pa.table({"image": pa.array([{"bytes": None, "path": p} for p in paths], struct),
+                                 "label": [0, 1]}), tmp_path / f"{name}.parquet")
+        out = (read_images(str(tmp_path / f"{name}.parquet"))
+               .map_batches(decode_batch, batch_format="numpy", fn_kwargs={"size": 8}).take_all())
+        reasons = {r["key"]: r["reason"] for r in out}
+        assert reasons == ({"a": "missing", "b": "missing"} if name == "gone" else {"here": "", "c": "missing"})

@@ -174,3 +174,147 @@ def test_auto_layout_errors_are_clear(tmp_path):
         plan_read([str(tmp_path / "x.parquet"), str(tmp_path / "y.tar")])
     with pytest.raises(ValueError, match="layout must be"):
         plan_read(str(tmp_path), layout="csv")
+
+
+# -- the inputs people already have, each written by the library that makes it --
+
+def jpeg(value, size=8):
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def hf_dataset(n, names=("ant", "bee", "cat")):
+    datasets = pytest.importorskip("datasets")
+    return datasets.Dataset.from_dict(
+        {"image": [jpeg(10 * i) for i in range(n)], "label": [i % len(names) for i in range(n)]}
+    ).cast_column("image", datasets.Image()).cast_column("label", datasets.ClassLabel(names=list(names)))
+
+
+def test_hugging_face_save_to_disk_folders_and_arrow_files(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    hf_dataset(5).save_to_disk(str(tmp_path / "one"))
+    plan = plan_read(str(tmp_path / "one"))
+    assert plan.layout == "arrow" and plan.classes == ["ant", "bee", "cat"] and len(plan.shards) == 1
+    plan.block_rows = 2
+    rows = rows_of(plan)
+    assert [r["key"] for r in rows] == [f"data-00000-of-00001/{i}" for i in range(5)]
+    assert [(r["label"], r["class_name"]) for r in rows][:4] == [(0, "ant"), (1, "bee"), (2, "cat"), (0, "ant")]
+    assert all(r["image"] == jpeg(10 * i) for i, r in enumerate(rows))
+    # A DatasetDict: one folder per split; keys stay unique across splits.
+    datasets.DatasetDict({"train": hf_dataset(4), "validation": hf_dataset(2)}).save_to_disk(str(tmp_path / "dict"))
+    plan = plan_read(str(tmp_path / "dict"))
+    keys = [r["key"] for r in rows_of(plan)]
+    assert plan.layout == "arrow" and len(keys) == len(set(keys)) == 6 and keys[0] == "train/data-00000-of-00001/0"
+    # One .arrow file given as the input.
+    arrow = next((tmp_path / "one").glob("*.arrow"))
+    single = plan_read(str(arrow))
+    assert single.layout == "arrow" and single.classes == ["ant", "bee", "cat"] and len(rows_of(single)) == 5
+
+
+def test_parquet_whose_images_are_stored_by_path(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    for c in ("cat", "dog"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "imgs" / c / f"{c}{i}.jpg").write_bytes(jpeg(40 * i))
+    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "imgs"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    ds.to_parquet(str(tmp_path / "if.parquet"))
+    stored = pq.read_table(tmp_path / "if.parquet").column("image").to_pylist()
+    assert all(s["bytes"] is None and s["path"] for s in stored)  # what the library writes
+    (tmp_path / "imgs" / "dog" / "dog1.jpg").unlink()
+    plan = plan_read(str(tmp_path / "if.parquet"))
+    assert plan.layout == "parquet" and plan.classes == ["cat", "dog"]
+    by_key = {r["key"]: r for r in rows_of(plan)}
+    assert len(by_key) == 6 and by_key["imgs/cat/cat2"]["image"] == jpeg(80)
+    assert by_key["imgs/dog/dog0"]["label"] == 1 and by_key["imgs/dog/dog0"]["class_name"] == "dog"
+    assert by_key["imgs/dog/dog1"]["image"] is None  # gone: quarantined as missing at decode
+
+    # Paths relative to the shard's folder.
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    pq.write_table(pa.table({"image": pa.array([{"bytes": None, "path": "imgs/cat/cat0.jpg"},
+                                                {"bytes": None, "path": "imgs/nope.jpg"}], struct),
+                             "label": [0, 1]}), tmp_path / "rel.parquet")
+    rows = rows_of(plan_read(str(tmp_path / "rel.parquet")))
+    assert [(r["key"], r["image"]) for r in rows] == [("imgs/cat/cat0", jpeg(0)), ("imgs/nope", None)]
+
+    from raymix.io.decode import decode_batch
+
+    out = decode_batch({"image": [r["image"] for r in rows], "key": [r["key"] for r in rows]}, size=8)
+    assert list(out["reason"]) == ["", "missing"]
+
+
+def test_single_image_and_single_shard_files(tmp_path):
+    (tmp_path / "one.JPEG").write_bytes(jpeg(5))
+    plan = plan_read(str(tmp_path / "one.JPEG"))
+    assert plan.layout == "folder" and plan.num_rows == 1
+    assert rows_of(plan) == [{"key": "one", "image": jpeg(5), "label": -1, "class_name": "",
+                              "source": plan.shards[0].source}]
+    (tmp_path / "s.tar").write_bytes(tar_of([("k0.jpg", b"a"), ("k0.cls", b"2"), ("k1.jpg", b"b")]))
+    plan = plan_read(str(tmp_path / "s.tar"))
+    assert plan.layout == "webdataset" and [(r["key"], r["label"]) for r in rows_of(plan)] == [("k0", 2), ("k1", -1)]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="cannot tell the layout of"):
+        plan_read(str(tmp_path / "notes.txt"))
+
+
+def make_val(root, n=5):
+    root.mkdir(parents=True)
+    synsets = ["n02", "n01", "n03"]
+    for i in range(1, n + 1):
+        (root / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(jpeg(i))
+    csv = "ImageId,PredictionString\n" + "".join(
+        f"ILSVRC2012_val_{i:08d},{synsets[i % 3]} 1 2 30 40 {synsets[i % 3]} 5 6 70 80\n" for i in range(1, n + 1)
+    )
+    return synsets, csv
+
+
+def test_imagenet_flat_val_folder_labelled_by_the_kaggle_csv(tmp_path):
+    synsets, csv = make_val(tmp_path / "val")
+    (tmp_path / "LOC_val_solution.csv").write_text(csv)  # one level up, as Kaggle ships it
+    (tmp_path / "LOC_synset_mapping.txt").write_text("n01 tench, Tinca tinca\nn02 goldfish\nn03 shark\n")
+    plan = plan_read(str(tmp_path / "val"), files_per_shard=2)
+    assert plan.layout == "folder" and plan.classes == ["n01", "n02", "n03"] and plan.descriptions[0] == "tench, Tinca tinca"
+    assert len(plan.shards) == 3 and plan.num_rows == 5
+    rows = rows_of(plan)
+    assert [r["key"] for r in rows] == [f"ILSVRC2012_val_{i:08d}" for i in range(1, 6)]
+    expect = [synsets[i % 3] for i in range(1, 6)]
+    assert [r["class_name"] for r in rows] == expect and [r["label"] for r in rows] == [int(s[-1]) - 1 for s in expect]
+    # Skips and limits keep the per-file labels in step.
+    skipped = rows_of(plan.without_keys({"ILSVRC2012_val_00000001"}).head(2))
+    assert [(r["key"], r["class_name"]) for r in skipped] == [("ILSVRC2012_val_00000002", "n03"),
+                                                             ("ILSVRC2012_val_00000003", "n02")]
+
+
+def test_flat_folder_with_the_csv_beside_it_and_without_one(tmp_path):
+    synsets, csv = make_val(tmp_path / "val", n=3)
+    (tmp_path / "val" / "LOC_val_solution.csv").write_text(csv)
+    plan = plan_read(str(tmp_path / "val"))
+    assert plan.classes == sorted(synsets)  # no class list: the CSV's synsets, sorted
+    assert [r["class_name"] for r in rows_of(plan)] == ["n01", "n03", "n02"]
+    (tmp_path / "val" / "LOC_val_solution.csv").unlink()
+    plan = plan_read(str(tmp_path / "val"))
+    assert [(r["label"], r["class_name"]) for r in rows_of(plan)] == [(-1, "")] * 3
+
+
+@pytest.mark.slow
+def test_images_stored_by_path_on_an_object_store(s3_bucket):
+    from raymix.io.storage import filesystem
+
+    fs, root = filesystem(s3_bucket)
+    fs.pipe(f"{root}/data/imgs/a.jpg", jpeg(3))
+    fs.pipe(f"{root}/other/b.jpg", jpeg(4))
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"image": pa.array([{"bytes": None, "path": "imgs/a.jpg"},
+                                                {"bytes": None, "path": f"{s3_bucket}/other/b.jpg"},
+                                                {"bytes": None, "path": "imgs/gone.jpg"}], struct),
+                             "label": [0, 1, 0]}), buf)
+    fs.pipe(f"{root}/data/train.parquet", buf.getvalue())
+    rows = rows_of(plan_read(f"{s3_bucket}/data"))
+    assert [r["image"] for r in rows] == [jpeg(3), jpeg(4), None]
+    assert [r["key"] for r in rows][0::2] == ["imgs/a", "imgs/gone"]

@@ -22,6 +22,8 @@ def test_shard_stems_come_from_the_input_shard():
     assert shard_stem("gs://b/shards/imagenet-train-000123.tar.gz") == "imagenet-train-000123"
     assert shard_stem("/x/we ird:name.tar") == "we_ird_name"
     assert shard_stem("") == "unsourced"
+    assert shard_stem("/hf/dict/validation/data-00000-of-00001.arrow") == "validation-data-00000-of-00001"
+    assert shard_stem("/hf/other.arrow") == "other" and shard_stem("/imagenet/val#00003") == "val-00003"
 
 
 def rows(n, source="s3://in/shard-0.parquet", start=0, bad=()):
@@ -50,11 +52,11 @@ def test_parquet_output_is_a_hugging_face_dataset_with_provenance(tmp_path):
     table = pa.concat_tables([rows(5), rows(3, source="/in/n01#00001", start=5, bad={6})])
     summary = write_table(table, spec(tmp_path))
     assert (summary.written, summary.quarantined, summary.reasons) == (7, 1, {"model-error": 1})
-    names = sorted(n for n in os.listdir(tmp_path / "out") if n != "_quarantine")
+    names = sorted(n for n in os.listdir(tmp_path / "out") if n != "__quarantine__")
     assert [n.rsplit("-", 1)[0] for n in names] == ["n01-00001", "shard-0"] and all(n.endswith(".parquet") for n in names)
     out = pq.read_table(tmp_path / "out")
     assert out.column_names == list(OUTPUT_COLUMNS) and out.num_rows == 7
-    q = pq.read_table(tmp_path / "out" / "_quarantine")
+    q = pq.read_table(tmp_path / "out" / "__quarantine__")
     assert q.column_names == list(QUARANTINE_COLUMNS)
     assert q.to_pylist() == [{"key": "img.6/diffusemix/0", "source": "/in/n01#00001", "stage": "edit",
                               "reason": "model-error", "source_key": "img.6", "replica": 0}]
@@ -209,3 +211,31 @@ def test_completed_sources_need_every_replica(tmp_path, fmt):
     assert not summary.reconcile(rows_in=4, replicas=2)  # c has one replica missing
     assert completed_sources(out, 2, format=fmt) == {"a", "b", "d"}
     assert completed_sources(out, 1, format=fmt) == {"a", "b", "c", "d"}
+
+
+def test_load_dataset_of_the_output_folder_reads_only_the_outputs(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from raymix.io.writers import QUARANTINE_DIR, prepare_output
+
+    out_spec = spec(tmp_path)
+    prepare_output(out_spec, ["zero", "one"])
+    write_table(pa.concat_tables([rows(5), rows(3, source="/in/n01#00001", start=5, bad={6})]), out_spec)
+    assert sorted(os.listdir(tmp_path / "out" / QUARANTINE_DIR)) and (tmp_path / "out" / "classes.json").exists()
+    # No glob, no builder name: the loader must skip the quarantine and classes.json.
+    ds = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == 7 and ds.features["label"].names == ["c0", "c1"]
+    assert type(ds.features["image"]).__name__ == "Image" and "img.6/diffusemix/0" not in ds["key"]
+
+
+def test_quarantine_of_an_older_output_still_counts_on_resume(tmp_path):
+    from raymix.io.writers import LEGACY_QUARANTINE_DIRS, QUARANTINE_DIR, completed_sources
+
+    out_spec = spec(tmp_path)
+    write_table(rows(3, bad={1}), out_spec)
+    out = tmp_path / "out"
+    os.rename(out / QUARANTINE_DIR, out / LEGACY_QUARANTINE_DIRS[0])  # as an older raymix wrote it
+    assert committed_keys(str(out)) == {f"img.{i}/diffusemix/0" for i in range(3)}
+    assert completed_sources(str(out), 1) == {"img.0", "img.1", "img.2"}
+    again = write_table(rows(3, bad={1}), out_spec)
+    assert (again.written, again.quarantined, again.already_written, again.already_quarantined) == (0, 0, 2, 1)
+    assert not (out / QUARANTINE_DIR).exists()

@@ -74,7 +74,7 @@ def test_job_writes_replicas_with_provenance_and_quarantines_bad_input(ray_clust
     a, b = rows["c0000/c0000_00000/diffusemix/0"], rows["c0000/c0000_00000/diffusemix/1"]
     assert a["image"]["bytes"] != b["image"]["bytes"]
 
-    quarantine = pq.read_table(os.path.join(out, "_quarantine")).to_pylist()
+    quarantine = pq.read_table(os.path.join(out, "__quarantine__")).to_pylist()
     assert [(q["key"], q["stage"], q["replica"]) for q in quarantine] == [("c0001/broken", "decode", -1)]
     kept = pq.read_table(parquet_files(out), columns=["generated", "hybrid"]).to_pylist()
     assert all(r["generated"]["bytes"][:2] == b"\xff\xd8" and r["hybrid"]["bytes"] for r in kept)

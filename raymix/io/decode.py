@@ -6,7 +6,8 @@ or raises :class:`BadImage` with a short machine-readable ``reason``:
 =================== ==========================================================
 reason              meaning
 =================== ==========================================================
-``missing``         no bytes (unreadable file, parquet row without bytes)
+``missing``         no bytes (unreadable file, a row whose image is null or whose
+                    stored path is not there)
 ``zero-byte``       empty file
 ``not-an-image``    Pillow does not recognise the format (text, HTML, ...)
 ``too-many-pixels`` width x height over ``max_pixels`` (decompression bombs)
@@ -234,6 +235,23 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     return _to_rgb(Image.fromarray(np.ascontiguousarray(arr.squeeze(2) if arr.ndim == 3 and arr.shape[2] == 1 else arr)))
 
 
+def _image_bytes(data):
+    """What a batch holds for one image, as bytes, pixels or None (missing).
+
+    A Hugging Face ``Image`` struct gives its ``bytes``; a null gives None however the
+    batch format spells it (None, or NaN when a whole block's images are null and the
+    column became a float array)."""
+    if isinstance(data, dict):  # a Hugging Face ``Image`` struct {bytes, path}
+        data = data.get("bytes")
+    if data is None or isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    if isinstance(data, np.ndarray):
+        if data.ndim >= 2 or data.dtype in (np.uint8, np.int8) or data.dtype.kind in "SV":
+            return data
+        return None
+    return None  # a float NaN, a numpy scalar: no bytes
+
+
 def decode_batch(
     batch: dict,
     *,
@@ -266,9 +284,7 @@ def decode_batch(
             if not stacked:
                 out_images[i] = np.zeros((size or 1, size or 1, 3), np.uint8)
             continue
-        data = images[i]
-        if isinstance(data, dict):  # a Hugging Face ``Image`` struct {bytes, path}
-            data = data.get("bytes")
+        data = _image_bytes(images[i])
         try:
             if isinstance(data, np.ndarray) and data.ndim >= 2:  # already decoded pixels
                 im = _array_to_pil(data)

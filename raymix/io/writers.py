@@ -4,12 +4,13 @@ tars, with a quarantine table beside them.
 Output layout (``OUT`` is the output URI)::
 
     OUT/{stem}-{digest}.parquet        rows of one input shard   (or .tar for WebDataset)
-    OUT/_quarantine/{stem}-{digest}.parquet   {key, source, stage, reason, source_key, replica}
+    OUT/__quarantine__/{stem}-{digest}.parquet   {key, source, stage, reason, source_key, replica}
     OUT/classes.json                   {"names": [...], "descriptions": [...]} when given
 
 ``stem`` comes from the row's ``source`` (the input shard: ``train-00003-of-00294`` for
 ``.../train-00003-of-00294.parquet``, ``n01440764-00000`` for the folder virtual shard
-``.../n01440764#00000``); ``digest`` is 16 hex digits of a hash of the sorted keys in the
+``.../n01440764#00000``, ``train-data-00000-of-00001`` for the ``save_to_disk`` file
+``.../train/data-00000-of-00001.arrow``); ``digest`` is 16 hex digits of a hash of the sorted keys in the
 file. Names never contain a run id, so:
 
 * a write task retried by Ray rewrites the same name with the same rows (idempotent);
@@ -23,6 +24,12 @@ file. Names never contain a run id, so:
 Rows reach a write task in bundles of at least ``rows_per_file`` rows (Ray bundles its
 input), and each task writes one file per input shard present in its bundle: an input
 shard usually becomes one or a few files.
+
+The quarantine folder's name starts with ``__`` so that both Ray's readers (which skip
+``_`` and ``.`` names) and ``datasets.load_dataset(OUT)`` (which skips ``__`` folders and
+``.`` names) read only the outputs. Outputs written before it was renamed keep their
+``_quarantine/`` (:data:`LEGACY_QUARANTINE_DIRS`): reruns and :func:`committed_keys` /
+:func:`completed_sources` read both.
 """
 
 from __future__ import annotations
@@ -67,7 +74,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_DIR = "_quarantine"
+QUARANTINE_DIR = "__quarantine__"
+#: Where earlier versions kept the quarantine (still read on reruns and by the resume helpers).
+LEGACY_QUARANTINE_DIRS = ("_quarantine",)
 CLASSES_FILE = "classes.json"
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
@@ -75,10 +84,13 @@ _DIGEST_RE = r"-[0-9a-f]{16}\."
 
 def shard_stem(source: str) -> str:
     """A file-name stem for an input shard URI (see the module docstring)."""
-    base = source.rstrip("/").rsplit("/", 1)[-1]
+    parts = source.rstrip("/").rsplit("/", 2)
+    base = parts[-1]
     base, _, fragment = base.partition("#")
     lower = base.lower()
-    for suffix in (".parquet", *wds.TAR_SUFFIXES):
+    if lower.endswith(".arrow") and lower.startswith("data-") and len(parts) > 1:  # save_to_disk: data-00000-of-00001.arrow per split folder
+        base = f"{parts[-2].rsplit(':', 1)[-1]}-{base}"
+    for suffix in (".parquet", ".arrow", *wds.TAR_SUFFIXES):
         if lower.endswith(suffix):
             base = base[: -len(suffix)]
             break
@@ -210,6 +222,11 @@ class OutputSpec:
     @property
     def quarantine_root(self) -> str:
         return posixpath.join(self.root, QUARANTINE_DIR)
+
+    @property
+    def quarantine_roots(self) -> list[str]:
+        """The quarantine folder, then the ones earlier versions wrote (read, never written)."""
+        return [self.quarantine_root] + [posixpath.join(self.root, d) for d in LEGACY_QUARANTINE_DIRS]
 
 
 def output_spec(output_uri: str, format: str = "parquet", storage_options: dict | None = None,
@@ -394,23 +411,27 @@ def _quarantine_bytes(table: pa.Table) -> bytes:
 
 
 class _Existing:
-    """The committed parts of one folder, listed once per write task (no listing cache)."""
+    """The committed parts of one folder (and the older folders it replaces), listed once
+    per write task (no listing cache)."""
 
-    def __init__(self, fs, folder: str, ext: str):
+    def __init__(self, fs, folder: str, ext: str, also: Sequence[str] = ()):
         self.fs, self.folder, self.ext = fs, folder, ext
-        try:
-            fs.invalidate_cache(folder)
-            names = [posixpath.basename(p) for p in fs.ls(folder, detail=False)]
-        except FileNotFoundError:
-            names = []
-        self.names = [n for n in names if n.endswith("." + ext) and not n.startswith((".", "_"))]
+        self.paths = []
+        for where in [folder, *also]:
+            try:
+                fs.invalidate_cache(where)
+                names = [posixpath.basename(p) for p in fs.ls(where, detail=False)]
+            except FileNotFoundError:
+                names = []
+            self.paths += [posixpath.join(where, n) for n in names if n.endswith("." + ext) and not n.startswith((".", "_"))]
+        self.names = [posixpath.basename(p) for p in self.paths]
 
     def keys_for(self, stem: str) -> set[str]:
         pattern = re.compile(re.escape(stem) + _DIGEST_RE + re.escape(self.ext) + "$")
         keys: set[str] = set()
-        for name in self.names:
-            if pattern.match(name):
-                keys |= _part_keys(self.fs, posixpath.join(self.folder, name), self.ext)
+        for path in self.paths:
+            if pattern.match(posixpath.basename(path)):
+                keys |= _part_keys(self.fs, path, self.ext)
         return keys
 
 
@@ -428,13 +449,13 @@ def _part_keys(fs, path: str, ext: str) -> set[str]:
     return keys
 
 
-def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise
+def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, serialise, also: Sequence[str] = ()
                   ) -> tuple[list[pa.Table], list[pa.Table], list[str]]:
     """Write ``table`` as one file per source into ``folder``; returns (the rows written,
-    the rows found already committed, files)."""
+    the rows found already committed there or in the ``also`` folders, files)."""
     if table.num_rows == 0:
         return [], [], []
-    existing = _Existing(spec.fs, folder, ext)
+    existing = _Existing(spec.fs, folder, ext, also)
     written, already = [], []
     files = []
     sources = table.column(SOURCE)
@@ -474,7 +495,7 @@ def write_table(table: pa.Table, spec: OutputSpec) -> WriteSummary:
         serialise = lambda t: _tar_bytes(t, spec.extra_images)  # noqa: E731
     written, already, files = _write_groups(spec, out, spec.root, spec.ext, serialise)
     qwritten, qalready, qfiles = _write_groups(
-        spec, quarantine, spec.quarantine_root, "parquet", _quarantine_bytes
+        spec, quarantine, spec.quarantine_root, "parquet", _quarantine_bytes, spec.quarantine_roots[1:]
     )
     reasons = dict(Counter(r for t in qwritten for r in t.column(REASON).to_pylist()))
     if qwritten:
@@ -499,12 +520,11 @@ def committed_keys(
     spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
     found: set[str] = set()
-    folders = [(spec.root, spec.ext)] + ([(spec.quarantine_root, "parquet")] if quarantine else [])
+    folders = [(spec.root, spec.ext)] + ([(q, "parquet") for q in spec.quarantine_roots] if quarantine else [])
     for folder, ext in folders:
-        for name in _Existing(fs, folder, ext).names:
-            if not re.search(_DIGEST_RE + re.escape(ext) + "$", name):
+        for path in _Existing(fs, folder, ext).paths:
+            if not re.search(_DIGEST_RE + re.escape(ext) + "$", posixpath.basename(path)):
                 continue
-            path = posixpath.join(folder, name)
             if ext == "parquet":
                 with fs.open(path, "rb") as f:
                     schema = pq.read_schema(f)
@@ -542,8 +562,8 @@ def completed_sources(
                 done.update(pq.read_table(f, columns=[SOURCE_KEY]).column(SOURCE_KEY).to_pylist())
         else:
             done.update(key.rsplit("/", 2)[0] for key in _part_keys(fs, path, spec.ext))
-    for name in _Existing(fs, spec.quarantine_root, "parquet").names:
-        with fs.open(posixpath.join(spec.quarantine_root, name), "rb") as f:
+    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:]).paths:
+        with fs.open(path, "rb") as f:
             table = pq.read_table(f, columns=[SOURCE_KEY, REPLICA])
         for source_key, replica in zip(table.column(SOURCE_KEY).to_pylist(), table.column(REPLICA).to_pylist()):
             if replica is None or replica == WHOLE_ROW:

@@ -25,7 +25,7 @@ class JobSpec:
     input: str = option(metavar="URI", help="dataset: class-folder tree, parquet shards or WebDataset tars "
                                             "(local path, file://, s3://, ...)")
     output: str = option("", required=True, metavar="URI",
-                         help="where to write augmented shards (and _quarantine/); not needed to stream() the rows")
+                         help="where to write augmented shards (and __quarantine__/); not needed to stream() the rows")
     format: str = option("parquet", choices=FORMATS, help="output format")
     rows_per_file: int = option(DEFAULT_ROWS_PER_FILE, help="rows per output file, at least (fewer for large images)")
     replicas: int = option(1, help="augmented images per input image")

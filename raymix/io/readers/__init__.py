@@ -2,7 +2,7 @@
 decides the layout, the shards and the class list (:mod:`.plan`); each layout's reader
 (:mod:`.folder`, :mod:`.parquet`, :mod:`.webdataset`) streams one shard as bounded tables.
 
-Three layouts, one row shape (``raymix.io.schema.INPUT_COLUMNS``: ``key``, ``image`` as
+Four layouts, one row shape (``raymix.io.schema.INPUT_COLUMNS``: ``key``, ``image`` as
 the stored bytes, ``label``, ``class_name``, ``source``):
 
 ``folder``
@@ -21,14 +21,21 @@ the stored bytes, ``label``, ``class_name``, ``source``):
     ``path`` without extension, else ``<shard stem>/<row number>``; class names from a
     ``class_name`` column, else the ``ClassLabel`` names in the HF schema metadata, else
     a ``classes.json`` beside the shards, else the label as text.
+``arrow``
+    Hugging Face ``save_to_disk`` folders (``data-*.arrow`` beside ``state.json``; a
+    ``DatasetDict`` has one per split), read like parquet (:mod:`.arrow`).
 ``webdataset``
     Tars of ``{key}.jpg`` / ``.png`` / ... with ``{key}.cls`` (label as text) and an
     optional ``{key}.json`` (``key``, ``class_name``, ``label``); member keys are
     percent-decoded (see :mod:`raymix.io.wds`).
 
-Parquet files and tars are read one file per read task, streaming in blocks (the Ray
+A folder of images without class folders (ImageNet's flat ``val/``) is a folder plan
+whose labels come from a ``LOC_val_solution.csv`` found in or above it (:func:`.folder.flat_shards`);
+a single image file is a one-row folder plan.
+
+Parquet files, Arrow files and tars are read one file per read task, streaming in blocks (the Ray
 Dataset over a plan: :func:`raymix.pipeline.datasource.read_dataset`). Files and
-folders whose name starts with ``.`` or ``_`` are skipped (``_quarantine/``, temporary
+folders whose name starts with ``.`` or ``_`` are skipped (``__quarantine__/``, temporary
 files), as Ray's own readers do. Data that cannot be read never fails the job: a file
 that cannot be fetched gives a row with no bytes (``image`` null), and a shard that breaks
 part way gives the rows before the break plus one row keyed ``<source>#unreadable``; the

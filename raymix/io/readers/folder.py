@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
-from raymix.io import storage
+from raymix.io import storage, wds
 from raymix.io.readers.classes import CLASS_FILES, given_classes, load_class_file
 from raymix.io.readers.shard import RowBuffer, Shard, hidden, strip_ext
 
@@ -104,6 +104,89 @@ def cut_shards(fs, root: str, folders: list[str], listings: list[list[tuple[str,
     return shards
 
 
+#: ImageNet's validation labels in the Kaggle layout (``ImageId,PredictionString``).
+VAL_SOLUTION_FILES = ("LOC_val_solution.csv",)
+#: How many folders up from a flat folder the label CSV and class list are looked for
+#: (``val/`` itself, its parent, ... : Kaggle keeps them 3 levels above ``ILSVRC/Data/CLS-LOC/val``).
+LOOK_UP_LEVELS = 3
+
+
+def is_image_name(name: str) -> bool:
+    return posixpath.splitext(name)[1].lower().lstrip(".") in wds.IMAGE_EXTENSIONS
+
+
+def find_beside(fs, root: str, names: Collection[str], levels: int = LOOK_UP_LEVELS) -> str | None:
+    """The first of ``names`` in ``root`` or up to ``levels`` folders above it."""
+    folder = root.rstrip("/")
+    for _ in range(levels + 1):
+        for n in names:
+            path = posixpath.join(folder, n)
+            try:
+                if fs.isfile(path):
+                    return path
+            except OSError:
+                pass
+        parent = posixpath.dirname(folder)
+        if not parent or parent == folder:
+            break
+        folder = parent
+    return None
+
+
+def parse_val_solution(text: str) -> dict[str, str]:
+    """``ImageId -> synset`` from ``LOC_val_solution.csv`` (the first token of
+    ``PredictionString``, ``n01751748 65 62 500 371 ...``)."""
+    import csv
+    import io
+
+    out = {}
+    for rec in csv.DictReader(io.StringIO(text)):
+        image_id, pred = rec.get("ImageId"), rec.get("PredictionString") or ""
+        if image_id and pred.split():
+            out[image_id.strip()] = pred.split()[0]
+    if not out:
+        raise ValueError("the label CSV has no ImageId,PredictionString rows")
+    return out
+
+
+def flat_shards(fs, root: str, files: list[tuple[str, int]], classes, files_per_shard: int, key_prefix: str,
+                labelled: bool = True) -> tuple[list[Shard], list[str] | None, list[str] | None]:
+    """Virtual shards over a flat list of image files (a flat folder such as ImageNet's
+    ``val/``, a single image, a glob of images), labelled by a ``LOC_val_solution.csv``
+    found beside the folder or above it (see :data:`LOOK_UP_LEVELS`), else unlabelled."""
+    solution = find_beside(fs, root, VAL_SOLUTION_FILES) if labelled else None
+    by_id = parse_val_solution(storage.read_text(fs, solution)) if solution else {}
+    names = descriptions = None
+    if classes is not None:
+        names, descriptions = given_classes(classes)
+    else:
+        class_file = find_beside(fs, root, CLASS_FILES) if by_id else None
+        if class_file:
+            names, descriptions = load_class_file(fs, class_file)
+        elif by_id:
+            names = sorted(set(by_id.values()))
+            descriptions = [""] * len(names)
+    index = {n: i for i, n in enumerate(names or [])}
+    if by_id:
+        unknown = sorted(set(by_id.values()) - set(index))
+        if unknown:
+            raise ValueError(f"synsets in {solution} missing from the class list: {unknown[:5]}")
+    root_uri = storage.uri_of(fs, root)
+    shards = []
+    step = max(1, files_per_shard)
+    for chunk_no, start in enumerate(range(0, len(files), step)):
+        chunk = files[start : start + step]
+        rels = [p[len(root.rstrip("/")) + 1:] if p.startswith(root.rstrip("/") + "/") else posixpath.basename(p)
+                for p, _ in chunk]
+        keys = tuple(key_prefix + strip_ext(r) for r in rels)
+        labels = tuple(index.get(by_id.get(strip_ext(posixpath.basename(r)), ""), -1) for r in rels) if by_id else ()
+        shards.append(Shard(
+            source=f"{root_uri}#{chunk_no:05d}", size_bytes=sum(int(s) for _, s in chunk),
+            files=tuple(p for p, _ in chunk), keys=keys, labels=labels,
+        ))
+    return shards, names, descriptions
+
+
 def read_folder_shard(plan, shard: Shard) -> Iterator[pa.Table]:
     """The rows of one virtual shard; a file that cannot be fetched gives a row with no
     bytes (quarantined at decode)."""
@@ -124,12 +207,16 @@ def read_folder_shard(plan, shard: Shard) -> Iterator[pa.Table]:
                     got[p] = one_err
         if not isinstance(got, dict):  # a single path comes back as bytes
             got = {paths[0]: got}
-        for p, key in zip(paths, shard.keys[start : start + chunk]):
+        for j, (p, key) in enumerate(zip(paths, shard.keys[start : start + chunk])):
             data = _lookup(got, p, fs)
             if isinstance(data, BaseException):
                 log.warning("cannot read %s: %s", storage.uri_of(fs, p), data)
                 data = None
-            yield from rows.add(key, data, shard.label, shard.class_name)
+            if shard.labels:
+                label = shard.labels[start + j]
+                yield from rows.add(key, data, label, plan.class_name(label))
+            else:
+                yield from rows.add(key, data, shard.label, shard.class_name)
     yield from rows.flush()
 
 

@@ -5,6 +5,7 @@ docstring describes the layouts).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 
 from raymix.io import storage, wds
 from raymix.io.readers import folder
+from raymix.io.readers.arrow import ARROW_SUFFIXES, HF_DISK_FILES, arrow_class_names, read_arrow_shard
 from raymix.io.readers.classes import given_classes, load_class_file
 from raymix.io.readers.parquet import read_parquet_shard, schema_class_names
 from raymix.io.readers.shard import DEFAULT_BLOCK_BYTES, DEFAULT_BLOCK_ROWS, PARQUET_SUFFIXES, Shard, hidden
@@ -23,9 +25,13 @@ from raymix.schema import KEY
 
 __all__ = ["ReadPlan", "plan_read", "LAYOUTS"]
 
-LAYOUTS = ("auto", "folder", "parquet", "webdataset")
+LAYOUTS = ("auto", "folder", "parquet", "webdataset", "arrow")
 DEFAULT_FILES_PER_SHARD = 1000
-_SHARD_READERS = {"folder": folder.read_folder_shard, "parquet": read_parquet_shard, "webdataset": read_tar_shard}
+_SHARD_READERS = {
+    "folder": folder.read_folder_shard, "parquet": read_parquet_shard, "webdataset": read_tar_shard,
+    "arrow": read_arrow_shard,
+}
+_FILE_SUFFIXES = {"parquet": PARQUET_SUFFIXES, "webdataset": wds.TAR_SUFFIXES, "arrow": ARROW_SUFFIXES}
 
 
 @dataclass
@@ -66,7 +72,8 @@ class ReadPlan:
             kept = [(f, k) for f, k in zip(s.files, s.keys) if k not in keys]
             if kept:
                 files, ks = zip(*kept)
-                shards.append(Shard(s.source, s.path, s.size_bytes, files, ks, s.label, s.class_name))
+                labels = tuple(lb for (f, k), lb in zip(zip(s.files, s.keys), s.labels) if k not in keys)
+                shards.append(dataclasses.replace(s, files=files, keys=ks, labels=labels))
         return self._replace_shards(shards)
 
     def head(self, limit: int) -> ReadPlan:
@@ -79,7 +86,7 @@ class ReadPlan:
             if left <= 0:
                 break
             n = min(left, len(s.files))
-            shards.append(Shard(s.source, s.path, s.size_bytes, s.files[:n], s.keys[:n], s.label, s.class_name))
+            shards.append(dataclasses.replace(s, files=s.files[:n], keys=s.keys[:n], labels=s.labels[:n]))
             left -= n
         return self._replace_shards(shards)
 
@@ -121,7 +128,9 @@ def plan_read(
 ) -> ReadPlan:
     """List ``uri`` once and decide the shards; no image bytes are read.
 
-    ``uri``: a folder, a file, a glob, or a list of files (all on one filesystem).
+    ``uri``: a folder (class folders, a flat folder of images, parquet or tar shards, a
+    Hugging Face ``save_to_disk`` folder), a file (a ``.parquet``, ``.tar`` or ``.arrow``
+    shard, or one image), a glob, or a list of files (all on one filesystem).
     ``extensions``: for folder trees, file extensions to keep (default: every file that
     is not hidden, so non-images reach the decoder and are quarantined, never silently
     dropped). ``key_prefix`` is prepended to folder-tree keys (e.g. ``"train/"``).
@@ -147,30 +156,45 @@ def plan_read(
         paths = [p for p, _ in files]
         root = posixpath.dirname(paths[0]) if len(paths) == 1 else posixpath.commonpath(paths)
         layout = _layout_of_files(paths) if layout == "auto" else layout
+        if layout == "folder":
+            return _flat_plan(uris[0], root, files, classes, files_per_shard, key_prefix, common)
         return _file_plan(uris[0], layout, root, files, classes, common)
 
     info = fs.info(first)
     if info["type"] != "directory":
         layout = _layout_of_files([first]) if layout == "auto" else layout
-        if layout == "folder":
-            raise ValueError(f"{uris[0]} is a file; a folder layout needs the folder of class folders")
+        if layout == "folder":  # one image file
+            return _flat_plan(uris[0], posixpath.dirname(first), [(first, info.get("size") or 0)], classes,
+                              files_per_shard, key_prefix, common)
         return _file_plan(uris[0], layout, posixpath.dirname(first), [(first, info.get("size") or 0)], classes, common)
 
     entries = fs.ls(first, detail=True)
     top_files = {posixpath.basename(e["name"].rstrip("/")): e for e in entries if e["type"] != "directory"}
     if layout == "auto":
         names = [n for n in top_files if not hidden(n)]
-        if any(n.lower().endswith(PARQUET_SUFFIXES) for n in names):
+        if any(n in HF_DISK_FILES for n in names) or any(n.lower().endswith(ARROW_SUFFIXES) for n in names):
+            layout = "arrow"  # a Hugging Face save_to_disk folder
+        elif any(n.lower().endswith(PARQUET_SUFFIXES) for n in names):
             layout = "parquet"
         elif any(n.lower().endswith(wds.TAR_SUFFIXES) for n in names):
             layout = "webdataset"
-    if layout in ("parquet", "webdataset"):
-        suffixes = PARQUET_SUFFIXES if layout == "parquet" else wds.TAR_SUFFIXES
+    if layout in ("auto", "folder") and not any(
+        e["type"] == "directory" and not hidden(posixpath.basename(e["name"].rstrip("/"))) for e in entries
+    ) and any(folder.is_image_name(n) and not hidden(n) for n in top_files):
+        layout = "flat"  # images without class folders (ImageNet's val/)
+    if layout == "flat":
+        exts = {e.lower().lstrip(".") for e in extensions} if extensions else None
+        files = sorted((e["name"], e.get("size") or 0) for n, e in top_files.items() if not hidden(n) and (
+            folder.is_image_name(n) if exts is None else posixpath.splitext(n)[1].lower().lstrip(".") in exts))
+        return _flat_plan(uris[0], first, files, classes, files_per_shard, key_prefix, common)
+    if layout in _FILE_SUFFIXES:
+        suffixes = _FILE_SUFFIXES[layout]
         found = fs.find(first, detail=True)
         files = sorted(
             (p, d.get("size") or 0)
             for p, d in found.items()
             if p.lower().endswith(suffixes) and not hidden(p[len(first):])
+            and not (layout == "arrow" and posixpath.basename(p).startswith("cache-"))
         )
         if not files:
             raise ValueError(f"no {'/'.join(suffixes)} files under {uris[0]}")
@@ -187,7 +211,13 @@ def _layout_of_files(paths: list[str]) -> str:
         return "parquet"
     if lower and all(p.endswith(wds.TAR_SUFFIXES) for p in lower):
         return "webdataset"
-    raise ValueError("cannot tell the layout of a mix of files; pass layout='parquet' or 'webdataset'")
+    if lower and all(p.endswith(ARROW_SUFFIXES) for p in lower):
+        return "arrow"
+    if lower and all(folder.is_image_name(p) for p in lower):
+        return "folder"
+    if len(lower) == 1:
+        raise ValueError(f"cannot tell the layout of {paths[0]}: not a .parquet, .tar, .arrow or image file")
+    raise ValueError("cannot tell the layout of a mix of files; pass layout='parquet', 'webdataset' or 'arrow'")
 
 
 def _file_plan(uri, layout, root, files, classes, common, top_files=None) -> ReadPlan:
@@ -207,7 +237,16 @@ def _file_plan(uri, layout, root, files, classes, common, top_files=None) -> Rea
             names, descriptions = load_class_file(fs, posixpath.join(root, "classes.json"))
         elif layout == "parquet" and shards:
             names = schema_class_names(fs, shards[0].path, shards[0].source)
+        elif layout == "arrow" and shards:
+            names = arrow_class_names(fs, shards[0].path, shards[0].source)
     return ReadPlan(uri, layout, root=root, shards=shards, classes=names, descriptions=descriptions, **common)
+
+
+def _flat_plan(uri, root, files, classes, files_per_shard, key_prefix, common) -> ReadPlan:
+    shards, names, descriptions = folder.flat_shards(common["fs"], root, files, classes, files_per_shard, key_prefix)
+    index = {n: i for i, n in enumerate(names)} if names else {}
+    return ReadPlan(uri, "folder", root=root, shards=shards, classes=names, descriptions=descriptions,
+                    _class_index=index, **common)
 
 
 def _folder_plan(

@@ -35,6 +35,8 @@ class Shard:
     keys: tuple[str, ...] = ()
     label: int = -1
     class_name: str = ""
+    #: Per-file labels (a flat folder labelled by a CSV), else every file has ``label``.
+    labels: tuple[int, ...] = ()
 
     @property
     def num_rows(self) -> int | None:
@@ -98,5 +100,5 @@ def file_stem(path: str) -> str:
 
 def hidden(relative: str) -> bool:
     """Whether a path (relative to the data's root) is skipped: a part starts with ``.``
-    or ``_`` (``_quarantine/``, temporary files), as Ray's own readers do."""
+    or ``_`` (``__quarantine__/``, temporary files), as Ray's own readers do."""
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
