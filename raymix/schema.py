@@ -48,9 +48,11 @@ INPUT_COLUMNS = (KEY, IMAGE, LABEL, CLASS_NAME, SOURCE)
 OUTPUT_COLUMNS = (IMAGE, LABEL, CLASS_NAME, KEY, SOURCE_KEY, METHOD, REPLICA, PARAMS, SEED)
 QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON, SOURCE_KEY, REPLICA)
 
-#: Output shard formats, and the rows an output file holds at least (fewer for large images).
+#: Output shard formats.
 FORMATS = ("parquet", "webdataset")
-DEFAULT_ROWS_PER_FILE = 1000
+
+#: Input layouts the readers know (``raymix.io.readers``); ``auto`` detects one.
+LAYOUTS = ("auto", "folder", "parquet", "webdataset", "arrow")
 
 #: ``replica`` of a quarantine record that stands for the whole input row.
 WHOLE_ROW = -1

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from raymix import registry
+from raymix import registry, schema
 
 HELP = "draw a contact sheet: a few originals and several augmented samples per method"
 
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--captions", action="store_true",
                         help="caption each tile with its main parameters (ops, blends, fractal id, prompt, mask, "
                         "lambda, label weights)")
-    parser.add_argument("--layout", default="auto", choices=("auto", "folder", "parquet", "webdataset"),
+    parser.add_argument("--layout", default="auto", choices=schema.LAYOUTS,
                         help="input layout (default: auto)")
     parser.add_argument("--threads", type=_positive, default=1,
                         help="torch CPU threads (default: 1: a preview's tensors are small, and on a busy machine "

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from raymix import registry
+from raymix import registry, schema
 from raymix.settings import build, nested, option
 from raymix.train.config import RECIPES, TrainConfig, TrainInput, parse_input, parse_ratio
 
@@ -34,7 +34,7 @@ class TrainJob:
                                    "its share of an epoch")
     ratio: str | None = option(None, metavar="A:B:...",
                                help="shares of the inputs in order, e.g. 1:1 (instead of @WEIGHT suffixes)")
-    layout: str = option("auto", choices=("auto", "folder", "parquet", "webdataset"),
+    layout: str = option("auto", choices=schema.LAYOUTS,
                          help="input layout of every --input")
     limit: int | None = option(None, default_text="all", help="read at most this many rows per input (smoke tests)")
     val: str | None = option(None, metavar="URI",

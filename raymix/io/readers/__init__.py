@@ -43,8 +43,9 @@ decode stage quarantines both with reason ``missing``.
 """
 
 from raymix.io.readers.classes import CLASS_FILES, parse_class_list
-from raymix.io.readers.plan import DEFAULT_FILES_PER_SHARD, LAYOUTS, ReadPlan, plan_read
+from raymix.io.readers.plan import DEFAULT_FILES_PER_SHARD, ReadPlan, plan_read
 from raymix.io.readers.shard import UNREADABLE_SUFFIX, Shard
+from raymix.schema import LAYOUTS
 
 __all__ = [
     "CLASS_FILES", "DEFAULT_FILES_PER_SHARD", "LAYOUTS", "UNREADABLE_SUFFIX",

@@ -21,11 +21,10 @@ from raymix.io.readers.classes import given_classes, load_class_file
 from raymix.io.readers.parquet import read_parquet_shard, schema_class_names
 from raymix.io.readers.shard import DEFAULT_BLOCK_BYTES, DEFAULT_BLOCK_ROWS, PARQUET_SUFFIXES, Shard, hidden
 from raymix.io.readers.webdataset import read_tar_shard
-from raymix.schema import KEY
+from raymix.schema import KEY, LAYOUTS
 
-__all__ = ["ReadPlan", "plan_read", "LAYOUTS"]
+__all__ = ["ReadPlan", "plan_read"]
 
-LAYOUTS = ("auto", "folder", "parquet", "webdataset", "arrow")
 DEFAULT_FILES_PER_SHARD = 1000
 _SHARD_READERS = {
     "folder": folder.read_folder_shard, "parquet": read_parquet_shard, "webdataset": read_tar_shard,
