@@ -26,7 +26,8 @@ class TrainConfig:
 
     # model
     arch: str = option("resnet50", help="resnet18 | resnet50 | wide_resnet50_2 | wrn40_4 | ...")
-    num_classes: int = option(1000, help="classes of the classifier head")
+    num_classes: int = option(1000, default_text="the input's class list; 1000 where it has none",
+                              help="classes of the classifier head")
     stem: str = option("auto", choices=("auto", "imagenet", "cifar"),
                        help="network stem: auto is cifar when image_size <= 64")
     dropout: float = option(0.0, help="dropout (WideResNet only)")
