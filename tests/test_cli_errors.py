@@ -217,3 +217,33 @@ def test_json_option_value_is_checked_before_the_job(capsys, ray_starts, data, t
                                       str(tmp_path / "out"), "--options", json.dumps({"severity": 3, "alpha": 1,
                                                                                       "depth": 2})])
     assert "augmix has no option" in line
+
+
+def test_s3_input_without_images_says_what_it_holds(capsys, ray_starts, s3_bucket, tmp_path):
+    from raymix.io.storage import filesystem
+
+    fs, root = filesystem(f"{s3_bucket}/x")
+    for name in ("a/1.txt", "a/2.txt", "b/3.csv"):
+        fs.pipe_file(f"{root}/{name}", b"not an image")
+    line = fails(capsys, ray_starts, ["mix", "--method", "augmix", "--input", f"{s3_bucket}/x",
+                                      "--output", str(tmp_path / "out")])
+    assert line.startswith(f"raymix mix: --input {s3_bucket}/x: 3 files, none an image (.txt, .csv); ")
+
+
+def test_s3_input_missing(capsys, ray_starts, s3_bucket, tmp_path):
+    line = fails(capsys, ray_starts, ["mix", "--method", "augmix", "--input", f"{s3_bucket}/nope",
+                                      "--output", str(tmp_path / "out")])
+    assert line == f"raymix mix: --input {s3_bucket}/nope: no such file or folder; check the path"
+
+
+def test_s3_endpoint_that_cannot_be_reached(capsys, ray_starts, monkeypatch, data):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    line = fails(capsys, ray_starts, ["mix", "--method", "augmix", "--input", "s3://bucket/x", "--output", "out",
+                                      "--storage-options", '{"retries": 1}'])
+    assert line.startswith("raymix mix: --input s3://bucket/x: cannot list it (")
+    assert line.endswith("); check the URL, the credentials and AWS_ENDPOINT_URL (docs/io.md)")

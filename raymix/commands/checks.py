@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from raymix import registry
 
 __all__ = ["UsageError", "validate", "check_replicas", "check_s3_credentials", "check_input", "check_output",
-           "check_method_options", "train_classes"]
+           "check_method_options", "train_classes", "first_line"]
 
 S3_HELP = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for MinIO or another "
            "S3-compatible store), or RAYMIX_STORAGE_OPTIONS / --storage-options; see docs/io.md")
@@ -103,12 +103,21 @@ def check_input(uri: str, storage_options: dict | None, *, flag: str = "--input"
         plan = plan_read(uri, layout=layout, storage_options=storage_options)
     except FileNotFoundError:
         raise UsageError(f"{flag} {uri}: no such file or folder; check the path") from None
-    except (OSError, ValueError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except ValueError as err:  # the readers' words on what the layout lacks
+        text = first_line(err)
         raise UsageError(f"{flag} {text}" if text.startswith(uri) else f"{flag} {uri}: {text}") from None
+    except Exception as err:  # the store refused or could not be reached
+        hint = "" if "://" not in uri else "; check the URL, the credentials and AWS_ENDPOINT_URL (docs/io.md)"
+        raise UsageError(f"{flag} {uri}: cannot list it ({first_line(err)}){hint}") from None
     if plan.layout == "folder":
         _check_images(uri, [f for shard in plan.shards for f in shard.files], flag)
     return plan
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_images(uri: str, files: list[str], flag: str) -> None:

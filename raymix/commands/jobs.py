@@ -48,7 +48,7 @@ def run_job(entry: registry.JobEntry, flags, args: argparse.Namespace) -> int:
     except Exception as err:
         if args.debug:
             raise
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = checks.first_line(err)
         usage = isinstance(err, checks.UsageError)
         hint = "" if usage else " (--debug shows the traceback)"
         print(f"raymix {entry.name}: {text}{hint}", file=sys.stderr, flush=True)
