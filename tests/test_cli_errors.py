@@ -247,3 +247,18 @@ def test_s3_endpoint_that_cannot_be_reached(capsys, ray_starts, monkeypatch, dat
                                       "--storage-options", '{"retries": 1}'])
     assert line.startswith("raymix mix: --input s3://bucket/x: cannot list it (")
     assert line.endswith("); check the URL, the credentials and AWS_ENDPOINT_URL (docs/io.md)")
+
+
+@pytest.mark.parametrize("name", sorted(registry.JOBS))
+def test_every_flag_of_a_job_says_what_it_does_and_its_default(name):
+    import argparse
+
+    from raymix.commands.jobs import add_arguments, parser_options
+
+    parser = argparse.ArgumentParser(**parser_options(registry.JOBS[name]))
+    add_arguments(parser, registry.JOBS[name])
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        text = action.help or ""
+        assert len(text) > 12 and ("(default: " in text or "(required)" in text), (action.option_strings, text)
