@@ -262,3 +262,15 @@ def test_every_flag_of_a_job_says_what_it_does_and_its_default(name):
             continue
         text = action.help or ""
         assert len(text) > 12 and ("(default: " in text or "(required)" in text), (action.option_strings, text)
+
+
+def test_unknown_miamix_option(capsys, ray_starts, data):
+    line = fails(capsys, ray_starts, ["train", "--input", data, "--miamix", "--miamix-options", '{"alhpa": 1}'])
+    assert line.startswith("raymix train: --miamix-options: miamix has no option 'alhpa'; did you mean 'alpha'? ")
+    assert "num_classes" not in line
+
+
+def test_missing_chain_input(capsys, ray_starts, data, tmp_path):
+    line = fails(capsys, ray_starts, ["train", "--input", data, "--chain", "augmix",
+                                      "--chain-input", str(tmp_path / "nope")])
+    assert line == f"raymix train: --chain-input {tmp_path / 'nope'}: no such file or folder; check the path"

@@ -58,8 +58,13 @@ def _validate_train(job, given: Mapping) -> list[str]:
         check_input(job.val, job.storage_options, flag="--val", layout=job.layout)
     if job.storage:
         check_output(job.storage, job.storage_options, flag="--storage")
+    if job.chain_input:
+        check_input(job.chain_input, job.storage_options, flag="--chain-input")
     if job.config.online:
         check_method_options(job.config.online, job.config.online_options, "--online-options")
+    if job.config.miamix:
+        check_method_options("miamix", job.config.miamix_options, "--miamix-options",
+                             set_by_job=("num_classes", "label_smoothing"))
     return train_classes(job, plans, given_num_classes="num_classes" in given)
 
 
@@ -153,13 +158,14 @@ def check_output(uri: str, storage_options: dict | None, *, flag: str = "--outpu
                          "write to") from None
 
 
-def check_method_options(name: str, options: Mapping, flag: str) -> None:
-    """Every key of ``options`` is an argument of the method's constructor, and a
-    ``preset`` is one of the method's presets."""
+def check_method_options(name: str, options: Mapping, flag: str, *, set_by_job: tuple = ("seed", "fractals")
+                         ) -> None:
+    """Every key of ``options`` is an argument of the method's constructor (less those the
+    job sets itself, ``set_by_job``), and a ``preset`` is one of the method's presets."""
     entry = registry.method(name)
     params = inspect.signature(entry.load()).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        known = sorted(k for k in params if k not in ("self", "seed", "fractals"))
+        known = sorted(k for k in params if k not in ("self", *set_by_job))
         for key in options:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
