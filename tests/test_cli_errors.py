@@ -274,3 +274,15 @@ def test_missing_chain_input(capsys, ray_starts, data, tmp_path):
     line = fails(capsys, ray_starts, ["train", "--input", data, "--chain", "augmix",
                                       "--chain-input", str(tmp_path / "nope")])
     assert line == f"raymix train: --chain-input {tmp_path / 'nope'}: no such file or folder; check the path"
+
+
+def test_an_error_from_a_ray_task_is_its_own_line():
+    from raymix.commands.checks import first_line
+
+    class TaskError(Exception):
+        """Shaped like Ray's RayTaskError: a header line, the original error as ``cause``."""
+
+        cause = KeyError("label")
+
+    assert first_line(TaskError("ray::MethodStage.__call__() (pid=1, ip=127.0.0.1)\nTraceback ...")) == "'label'"
+    assert first_line(RuntimeError("")) == "RuntimeError"

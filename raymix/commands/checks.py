@@ -120,7 +120,11 @@ def check_input(uri: str, storage_options: dict | None, *, flag: str = "--input"
 
 
 def first_line(err: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none)."""
+    """The first line of an error's message (its type's name when it has none); for an error
+    raised in a Ray task, the task's own error (Ray's ``cause``) rather than Ray's header."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        err = cause
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
