@@ -286,3 +286,27 @@ def test_an_error_from_a_ray_task_is_its_own_line():
 
     assert first_line(TaskError("ray::MethodStage.__call__() (pid=1, ip=127.0.0.1)\nTraceback ...")) == "'label'"
     assert first_line(RuntimeError("")) == "RuntimeError"
+
+
+def test_class_folders_without_files(capsys, ray_starts, tmp_path):
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    line = fails(capsys, ray_starts, ["mix", "--method", "augmix", "--input", str(tmp_path / "in"),
+                                      "--output", str(tmp_path / "out")])
+    assert line == (f"raymix mix: --input {tmp_path / 'in'}: no files in its class folders; point it at a folder "
+                    "of class folders of images, or at parquet or tar shards")
+
+
+def test_a_job_that_quarantined_every_row_exits_1(ray_cluster, capsys, tmp_path):
+    """End to end on Ray: images that do not decode pass the checks (they are named as images),
+    every row is quarantined, nothing is written: exit status 1 and one line saying so."""
+    for name in ("a/1.jpg", "a/2.jpg", "b/3.png"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"not a JPEG at all")
+    out = str(tmp_path / "out")
+    assert main(["mix", "--method", "augmix", "--input", str(tmp_path / "in"), "--output", out,
+                 "--image-size", "32", "--actors", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = next(line for line in err.splitlines() if line.startswith("wrote no images"))
+    assert line.startswith("wrote no images: all 3 input rows were quarantined (")
+    assert line.endswith(f"see {out}/_quarantine and check --input")
