@@ -310,3 +310,17 @@ def test_a_job_that_quarantined_every_row_exits_1(ray_cluster, capsys, tmp_path)
     line = next(line for line in err.splitlines() if line.startswith("wrote no images"))
     assert line.startswith("wrote no images: all 3 input rows were quarantined (")
     assert line.endswith(f"see {out}/_quarantine and check --input")
+
+
+def test_as_a_process_the_mistake_is_the_only_output(tmp_path):
+    """``python -m raymix.cli``: exit status 2, one line on stderr, nothing on stdout, no Ray."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom raymix.cli import main\ncode = main(sys.argv[1:])\n"
+             "ray = sys.modules.get('ray')\nprint('RAY', bool(ray and ray.is_initialized()))\nsys.exit(code)\n")
+    argv = ["mix", "--method", "augmix", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == "RAY False\n"
+    assert done.stderr == f"raymix mix: --input {tmp_path / 'nope'}: no such file or folder; check the path\n"
