@@ -324,3 +324,10 @@ def test_as_a_process_the_mistake_is_the_only_output(tmp_path):
     assert done.returncode == 2
     assert done.stdout == "RAY False\n"
     assert done.stderr == f"raymix mix: --input {tmp_path / 'nope'}: no such file or folder; check the path\n"
+
+
+def test_a_mistake_leaves_no_output_folder(capsys, ray_starts, data, tmp_path):
+    fails(capsys, ray_starts, ["mix", "--method", "pixmix", "--input", data, "--output", str(tmp_path / "out"),
+                               "--options", '{"preset": "tiny"}'])
+    fails(capsys, ray_starts, ["train", "--input", data, "--num-classes", "5", "--storage", str(tmp_path / "runs")])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()

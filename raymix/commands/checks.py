@@ -40,12 +40,12 @@ def validate(job, given: Mapping) -> list[str]:
 
     if isinstance(job, TrainJob):
         return _validate_train(job, given)
-    if isinstance(job, JobSpec):
+    if isinstance(job, JobSpec):  # the output last: its check creates the folder
         check_replicas(job.replicas)
-        check_input(job.input, job.storage_options)
-        check_output(job.output, job.storage_options)
         if isinstance(job, MixJob):
             check_method_options(job.method, job.method_options, "--options")
+        check_input(job.input, job.storage_options)
+        check_output(job.output, job.storage_options)
     return []
 
 
@@ -53,19 +53,20 @@ def _validate_train(job, given: Mapping) -> list[str]:
     """The training job's checks: its inputs, checkpoint storage, online options and classes."""
     from raymix.train.config import parse_input
 
-    plans = [check_input(parse_input(spec).source, job.storage_options, layout=job.layout) for spec in job.input]
-    if job.val:
-        check_input(job.val, job.storage_options, flag="--val", layout=job.layout)
-    if job.storage:
-        check_output(job.storage, job.storage_options, flag="--storage")
-    if job.chain_input:
-        check_input(job.chain_input, job.storage_options, flag="--chain-input")
     if job.config.online:
         check_method_options(job.config.online, job.config.online_options, "--online-options")
     if job.config.miamix:
         check_method_options("miamix", job.config.miamix_options, "--miamix-options",
                              set_by_job=("num_classes", "label_smoothing"))
-    return train_classes(job, plans, given_num_classes="num_classes" in given)
+    plans = [check_input(parse_input(spec).source, job.storage_options, layout=job.layout) for spec in job.input]
+    if job.val:
+        check_input(job.val, job.storage_options, flag="--val", layout=job.layout)
+    if job.chain_input:
+        check_input(job.chain_input, job.storage_options, flag="--chain-input")
+    notes = train_classes(job, plans, given_num_classes="num_classes" in given)
+    if job.storage:  # last: its check creates the folder
+        check_output(job.storage, job.storage_options, flag="--storage")
+    return notes
 
 
 def check_replicas(replicas: int) -> None:
