@@ -331,3 +331,15 @@ def test_a_mistake_leaves_no_output_folder(capsys, ray_starts, data, tmp_path):
                                "--options", '{"preset": "tiny"}'])
     fails(capsys, ray_starts, ["train", "--input", data, "--num-classes", "5", "--storage", str(tmp_path / "runs")])
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_num_classes_smaller_than_the_labels_of_parquet_without_a_class_list(capsys, ray_starts, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "shards").mkdir()
+    table = pa.table({"image": [b"x", b"y"], "label": pa.array([3, 41], pa.int64())})
+    pq.write_table(table, tmp_path / "shards" / "train-00000.parquet")
+    line = fails(capsys, ray_starts, ["train", "--input", str(tmp_path / "shards"), "--num-classes", "10"])
+    assert line == (f"raymix train: --num-classes 10, but {tmp_path / 'shards'} has label 41; "
+                    "pass --num-classes 42 or more")

@@ -182,11 +182,46 @@ def check_method_options(name: str, options: Mapping, flag: str, *, set_by_job: 
         raise UsageError(f"{flag}: {name} has no preset {preset!r}; its presets: {choices}")
 
 
+#: Parquet shards whose footers :func:`parquet_max_label` reads (row-group statistics, no rows).
+LABEL_SAMPLE_SHARDS = 8
+
+
+def parquet_max_label(plan) -> int | None:
+    """The largest label in the row-group statistics of the first parquet shards of ``plan``
+    (``None``: not parquet, or no statistics)."""
+    import pyarrow.parquet as pq
+
+    from raymix.io.readers.parquet import label_column
+
+    if plan.layout != "parquet":
+        return None
+    found = None
+    for shard in plan.shards[:LABEL_SAMPLE_SHARDS]:
+        with plan.fs.open(shard.path, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+        column = label_column(meta.schema.to_arrow_schema())
+        if column is None:
+            continue
+        index = meta.schema.to_arrow_schema().get_field_index(column)
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(index).statistics
+            if stats is not None and stats.has_min_max:
+                found = max(int(stats.max), found if found is not None else int(stats.max))
+    return found
+
+
 def train_classes(job, plans: list, *, given_num_classes: bool) -> list[str]:
     """``--num-classes`` against the inputs' class lists: an error when it differs from the
-    list (a head of the wrong width trains silently); filled in from the list when not given."""
+    list (a head of the wrong width trains silently); filled in from the list when not given.
+    Inputs without a class list: an error when a label in their parquet statistics does not
+    fit the head."""
     lists = [(plan.uri, plan.classes) for plan in plans if plan.classes]
     if not lists:
+        for plan in plans:
+            top = parquet_max_label(plan)
+            if top is not None and top >= job.config.num_classes:
+                raise UsageError(f"--num-classes {job.config.num_classes}, but {plan.uri} has label {top}; "
+                                 f"pass --num-classes {top + 1} or more")
         return []
     uri, classes = max(lists, key=lambda item: len(item[1]))
     found, num_classes = len(classes), job.config.num_classes
