@@ -387,7 +387,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, *, exclude: Sequence[s
     if config:
         parser.add_argument("--config", metavar="FILE", default=None,
                             help="settings file (.json, .yaml): `key: value` per setting, keys as the flags "
-                                 "without dashes (rows_per_file: 500); flags override it")
+                                 "without dashes (rows_per_file: 500); flags override it (default: none)")
     groups: dict[str | None, Any] = {None: parser.add_argument_group(title) if title else parser}
     for setting in settings.values():
         if setting.group not in groups:

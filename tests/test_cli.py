@@ -28,9 +28,13 @@ def _capture(job) -> int:
 
 @pytest.fixture
 def run_job(monkeypatch):
-    """``raymix NAME ARGV...`` with every job's run replaced by :func:`_capture`; returns its settings."""
+    """``raymix NAME ARGV...`` with every job's run replaced by :func:`_capture` and its checks
+    (made-up paths) skipped; returns its settings."""
+    from raymix.commands import checks
+
     for name, entry in registry.JOBS.items():
         monkeypatch.setitem(registry.JOBS, name, dataclasses.replace(entry, run=f"{__name__}:_capture"))
+    monkeypatch.setattr(checks, "validate", lambda job, given: [])
 
     def run(*argv: str):
         captured.clear()

@@ -14,7 +14,14 @@ SUITES = {
 }
 
 
+#: What the ``targets`` of a result line mean, for every ``--help`` of the benchmarks.
+TARGETS_NOTE = ("Each JSON line may hold \"targets\": the project's goal for a figure, with true when this run "
+                "met it and false when it did not. A false target is a measurement, not an error (the exit "
+                "status stays 0); docs/performance.md lists the targets and the figures measured so far.")
+
+
 def add_suites(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = TARGETS_NOTE
     sub = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
     for name, module_name in SUITES.items():
         try:
@@ -23,7 +30,7 @@ def add_suites(parser: argparse.ArgumentParser) -> None:
             if err.name != module_name:
                 raise
             continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=TARGETS_NOTE)
         module.add_arguments(p)
         p.set_defaults(_bench=module.run)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 
 from raymix import registry
 from raymix.settings import add_flags, settings_of
 
-__all__ = ["parser_options", "add_arguments", "reject_unknown", "script_main"]
+__all__ = ["parser_options", "add_arguments", "run_job", "reject_unknown", "script_main"]
 
 
 def parser_options(entry: registry.JobEntry) -> dict:
@@ -28,7 +29,30 @@ def parser_options(entry: registry.JobEntry) -> dict:
 def add_arguments(parser: argparse.ArgumentParser, entry: registry.JobEntry) -> None:
     """The job's flags on ``parser``; parsing sets ``_run`` to a function running the job."""
     flags = add_flags(parser, entry.load_settings(), config=True)
-    parser.set_defaults(_run=lambda args: int(entry.load_run()(flags.build(args)) or 0), _parser=parser)
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of one line (default: off)")
+    parser.set_defaults(_run=lambda args: run_job(entry, flags, args), _parser=parser)
+
+
+def run_job(entry: registry.JobEntry, flags, args: argparse.Namespace) -> int:
+    """Build the job's settings, check them before Ray starts (:mod:`raymix.commands.checks`),
+    run it. Without ``--debug`` an error is one line on stderr, ``raymix JOB: ...``: exit
+    status 2 for a mistake in the settings, 1 for a failure of the run."""
+    from raymix.commands import checks
+
+    job = flags.build(args)
+    try:
+        for line in checks.validate(job, flags.values(args)):
+            print(f"raymix {entry.name}: {line}", file=sys.stderr, flush=True)
+        return int(entry.load_run()(job) or 0)
+    except Exception as err:
+        if args.debug:
+            raise
+        text = checks.first_line(err)
+        usage = isinstance(err, checks.UsageError)
+        hint = "" if usage else " (--debug shows the traceback)"
+        print(f"raymix {entry.name}: {text}{hint}", file=sys.stderr, flush=True)
+        return 2 if usage else 1
 
 
 def reject_unknown(parser: argparse.ArgumentParser, extra: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
 def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
-    JSON with ``job.json``; exit status 0 only when the counts reconcile."""
+    JSON with ``job.json``; exit status 0 only when the counts reconcile and some image was
+    written (not every row quarantined)."""
     import json
 
     logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO"),
@@ -49,4 +51,7 @@ def run_job(job, run) -> int:
     result = run(job)
     if job.json:
         print(json.dumps(result.to_dict()))
-    return 0 if result.reconciled else 1
+    empty = result.nothing_written()
+    if empty:
+        print(empty, file=sys.stderr, flush=True)
+    return 0 if result.reconciled and not empty else 1

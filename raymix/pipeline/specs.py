@@ -48,8 +48,9 @@ class MixJob(JobSpec):
     image_size: int = option(224, help="output side: images are centre-cropped to it")
     fractals: str | None = option(None, metavar="SPEC", default_text="generated",
                                   help="fractal folder URI or 'generated:N'")
-    method_options: dict = option({}, key="options", help='method constructor options, e.g. '
-                                                          '\'{"preset": "cifar"}\' or \'{"magnitude": 3}\'')
+    method_options: dict = option({}, key="options", help='arguments of the method\'s constructor (docs/methods.md), '
+                                                          'e.g. \'{"preset": "cifar"}\' or \'{"magnitude": 3}\' '
+                                                          '(LayerMix)')
     actors: int | None = option(None, default_text="cluster CPUs - 1", help="max mixing actors")
     batch_size: int = option(32, help="images per mixing batch")
 

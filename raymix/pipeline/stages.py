@@ -8,6 +8,7 @@ stages.
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import ray
 from raymix import schema
 from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
-from raymix.io.writers import WriteSummary, completed_sources
+from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.datasource import read_dataset
 from raymix.pipeline.rows import expand_replicas
@@ -112,6 +113,16 @@ class JobResult:
     @property
     def reconciled(self) -> bool:
         return self.summary.reconcile(self.rows_in, self.replicas)
+
+    def nothing_written(self) -> str | None:
+        """Why the job wrote no image although it read rows (every row quarantined); ``None``
+        when it wrote some, or when an earlier run already did."""
+        s = self.summary
+        if s.written or s.already_written or not s.quarantined:
+            return None
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(s.reasons.items()))
+        return (f"wrote no images: all {self.rows_in} input rows were quarantined ({reasons}); "
+                f"see {posixpath.join(s.output_uri, QUARANTINE_DIR)} and check --input")
 
     def report(self) -> str:
         s = self.summary

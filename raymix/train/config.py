@@ -25,8 +25,10 @@ class TrainConfig:
     """
 
     # model
-    arch: str = option("resnet50", help="resnet18 | resnet50 | wide_resnet50_2 | wrn40_4 | ...")
-    num_classes: int = option(1000, help="classes of the classifier head")
+    arch: str = option("resnet50", help="model architecture: a torchvision ResNet (resnet18, resnet50, "
+                                            "wide_resnet50_2, ...) or wrnDEPTH_WIDTH (wrn40_4)")
+    num_classes: int = option(1000, default_text="the input's class list; 1000 where it has none",
+                              help="classes of the classifier head")
     stem: str = option("auto", choices=("auto", "imagenet", "cifar"),
                        help="network stem: auto is cifar when image_size <= 64")
     dropout: float = option(0.0, help="dropout (WideResNet only)")
@@ -58,7 +60,8 @@ class TrainConfig:
     epoch_size: int | None = option(None, default_text="all rows of all inputs",
                                     help="rows per epoch when inputs are weighted")
     online: str | None = option(None, choices=lambda: registry.method_names(online=True), help="online CPU augmentation method")
-    online_options: dict = option({}, help='online method options, e.g. \'{"magnitude": 8}\'')
+    online_options: dict = option({}, help='arguments of the online method\'s constructor (docs/methods.md), e.g. '
+                                            '\'{"magnitude": 8}\' (LayerMix) or \'{"preset": "cifar"}\' (PixMix, IPMix)')
     data_actors: int = option(1, help="actors running the online method (CPU cores for augmentation)")
     data_actor_cpus: float = option(1.0, help="CPUs per online-method actor")
     data_batch_size: int = option(32, help="rows per batch of the online method")

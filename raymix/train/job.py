@@ -58,7 +58,9 @@ class TrainJob:
     gpu: bool = option(False, help="one GPU per worker")
     storage: str | None = option(None, metavar="URI", default_text="Ray's default, ~/ray_results",
                                  help="checkpoint storage: a local path or s3://bucket/prefix")
-    storage_options: dict | None = option(None, help='fsspec options, e.g. \'{"endpoint_url": ...}\'')
+    storage_options: dict | None = option(None, default_text="from the AWS_* environment or RAYMIX_STORAGE_OPTIONS",
+                                          help='fsspec options for object storage, e.g. '
+                                               '\'{"endpoint_url": "http://minio:9000"}\'')
     name: str | None = option(None, default_text="a generated name",
                               help="run name; rerun with the same name and storage to resume")
     max_failures: int = option(0, help="worker failures to recover from")
