@@ -138,7 +138,7 @@ def test_unknown_method_option_and_preset(capsys, ray_starts, data, tmp_path):
     base = ["mix", "--method", "pixmix", "--input", data, "--output", str(tmp_path / "out")]
     line = fails(capsys, ray_starts, [*base, "--options", '{"bta": 4}'])
     assert line == ("raymix mix: --options: pixmix has no option 'bta'; did you mean 'beta'? its options: "
-                    "all_ops, beta, chunk_size, fractal_size, k, preset, severity")
+                    "all_ops, bank_seed, beta, chunk_size, fractal_size, k, preset, severity")
     line = fails(capsys, ray_starts, [*base, "--options", '{"preset": "tiny"}'])
     assert line == "raymix mix: --options: pixmix has no preset 'tiny'; its presets: imagenet, cifar"
 
