@@ -25,9 +25,44 @@ import tempfile
 import threading
 import time
 
-__all__ = ["session", "quiet", "log_dir_for", "emit", "Progress"]
+__all__ = ["session", "quiet", "divert_ray_logging", "log_dir_for", "emit", "Progress"]
 
-_state = {"quiet": False, "stdout": None}
+_state = {"quiet": False, "stdout": None, "log": None}
+
+#: Loggers whose console handlers a quiet session sends to the log file.
+RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
+
+
+class _ToLog(logging.Filter):
+    """On a console handler: write the record to the session's log instead of the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log = _state["log"]
+        if log is None:
+            return True
+        try:
+            log.write((logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+                       + "\n").encode())
+            log.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        return False
+
+
+_TO_LOG = _ToLog()
+
+
+def divert_ray_logging() -> None:
+    """In a quiet session, send the console output of Ray's Python loggers to the log file
+    (Ray's handlers write to whatever ``sys.stderr`` is when they emit). Called by
+    ``init_ray`` before and after ``ray.init`` (which may add handlers)."""
+    if not quiet():
+        return
+    for name in RAY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                if _TO_LOG not in handler.filters:
+                    handler.addFilter(_TO_LOG)
 
 
 def quiet() -> bool:
@@ -72,7 +107,7 @@ def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | Non
         sys.stdout = term_err if json_out else term_out
         sys.stderr = term_err
         _retarget_handlers(saved_streams, sys.stderr)
-        _state.update(quiet=not verbose, stdout=term_out)
+        _state.update(quiet=not verbose, stdout=term_out, log=log_file)
         yield log_dir if not verbose else None
         if not was_initialized:
             _shutdown_ray()  # still redirected: Ray's exit noise goes to the log
@@ -85,7 +120,7 @@ def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | Non
         os.dup2(saved_fds[1], 2)
         for fd in saved_fds:
             os.close(fd)
-        _state.update(quiet=False, stdout=None)
+        _state.update(quiet=False, stdout=None, log=None)
         for f in (term_out, term_err, log_file):
             if f is not None:
                 f.close()

@@ -34,14 +34,17 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
         from ray.data import DataContext
 
         DataContext.get_current().enable_progress_bars = False
+        console.divert_ray_logging()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to Ray at %s", address)
         ray.init(address=address, **{"log_to_driver": True, **quiet})
+        console.divert_ray_logging()
         return ray
     cpus = num_cpus or max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
     ray.init("local", num_cpus=cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
              include_dashboard=False, **quiet)
+    console.divert_ray_logging()
     return ray
 
 
