@@ -92,8 +92,8 @@ def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | Non
     sys.stderr.flush()
     saved_streams = (sys.stdout, sys.stderr)
     saved_fds = (os.dup(1), os.dup(2))
-    term_out = os.fdopen(os.dup(1), "w", buffering=1)
-    term_err = os.fdopen(os.dup(2), "w", buffering=1)
+    term_out, own_out = _terminal(sys.stdout, 1)
+    term_err, own_err = _terminal(sys.stderr, 2)
     was_initialized = _ray_initialized()
     log_file = None
     try:
@@ -121,9 +121,20 @@ def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | Non
         for fd in saved_fds:
             os.close(fd)
         _state.update(quiet=False, stdout=None, log=None)
-        for f in (term_out, term_err, log_file):
-            if f is not None:
+        for f, own in ((term_out, own_out), (term_err, own_err), (log_file, True)):
+            if f is not None and own:
                 f.close()
+
+
+def _terminal(stream, fd: int):
+    """``(stream, owned)``: a new stream on a copy of ``fd`` when ``stream`` writes to it, so
+    it survives the redirection of ``fd``; else ``stream`` itself (e.g. pytest's capture)."""
+    try:
+        if stream.fileno() == fd:
+            return os.fdopen(os.dup(fd), "w", buffering=1), True
+    except (AttributeError, OSError, ValueError):
+        pass
+    return stream, False
 
 
 def _retarget_handlers(old_streams, new_stream) -> None:
