@@ -58,6 +58,7 @@ def divert_ray_logging() -> None:
     ``init_ray`` before and after ``ray.init`` (which may add handlers)."""
     if not quiet():
         return
+    _divert_ray_error_messages()
     for name in RAY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
@@ -68,6 +69,31 @@ def divert_ray_logging() -> None:
 def quiet() -> bool:
     """Whether a quiet :func:`session` is active (read by ``init_ray``)."""
     return _state["quiet"]
+
+
+def _divert_ray_error_messages() -> None:
+    """The driver prints what the raylet publishes (``(raylet) WARNING: N PYTHON worker
+    processes have been started ...``) with ``print_to_stdstream`` whatever ``log_to_driver``
+    says; in a quiet session those lines go to the log. Failures still reach the user as
+    exceptions."""
+    worker = sys.modules.get("ray._private.worker")
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_raymix", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix, *args, **kwargs):
+        log = _state["log"]
+        if log is None:
+            return original(data, ignore_prefix, *args, **kwargs)
+        try:
+            log.write("".join(f"({data.get('pid')}) {line}\n" for line in data.get("lines", ())).encode())
+            log.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        return None
+
+    print_to_stdstream._raymix = True
+    worker.print_to_stdstream = print_to_stdstream
 
 
 def log_dir_for(uri: str | None) -> str:
