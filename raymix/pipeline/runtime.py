@@ -51,7 +51,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
 def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
-    JSON with ``job.json``; exit status 0 only when the counts reconcile."""
+    JSON with ``job.json``; exit status 0 only when the counts reconcile. Quiet unless
+    ``job.verbose``: Ray's output goes to a log folder (:mod:`raymix.pipeline.console`)."""
     from raymix.pipeline import console
 
     with console.session(verbose=job.verbose, json_out=job.json, log_dir=console.log_dir_for(job.output)):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-
 import queue as queue_module
 import threading
 from collections.abc import Callable, Sequence
@@ -44,7 +44,10 @@ def _relay_epochs(on_epoch: Callable[[dict], None]):
             item = q.get(block=block, timeout=0.5 if block else None)
         except (Empty, queue_module.Empty):
             return False
-        on_epoch(item)
+        try:
+            on_epoch(item)
+        except Exception:  # noqa: BLE001 - a record that cannot be written must not stop training
+            logging.getLogger(__name__).warning("could not record epoch metrics", exc_info=True)
         return True
 
     def loop() -> None:
