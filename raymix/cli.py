@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from raymix import registry
+from raymix import __version__, registry
 from raymix.commands import jobs
 
 # Tool name -> module; the order is the order shown in --help, after the jobs.
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="raymix",
         description="Label-preserving image augmentation at ImageNet scale on Ray.",
     )
+    parser.add_argument("--version", action="version", version=f"raymix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in registry.JOBS.values():
         p = sub.add_parser(entry.name, help=entry.help, description=entry.help, **jobs.parser_options(entry))

@@ -191,3 +191,11 @@ def test_job_scripts_are_the_same_command(tmp_path):
     assert flat_help("diffusemix").split("--config FILE", 1)[1].split("editing (")[1] in " ".join(
         subprocess.run([sys.executable, "jobs/diffusemix_imagenet.py", "--help"], capture_output=True, text=True,
                        cwd=ROOT, check=True).stdout.split())
+
+
+def test_version_prints_the_package_version():
+    import raymix
+
+    out = subprocess.run([sys.executable, "-m", "raymix.cli", "--version"], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == f"raymix {raymix.__version__}"

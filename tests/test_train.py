@@ -134,7 +134,7 @@ def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
     workers, validation and checkpoints."""
     from raymix.tools.sample_data import write_sample
 
-    online = "layermix" if method_available("layermix") else "augmix"
+    online = "layermix"
     write_sample(str(tmp_path / "originals"), format="folder", classes=3, per_class=6, size=(48, 40))
     _write_shard(tmp_path / "diffusemix", 16, "diffusemix", 1)
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address,
@@ -149,13 +149,23 @@ def test_job_trains_on_original_and_augmented_shards(ray_cluster, tmp_path):
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout)  # stdout is the one JSON object; the rest went to stderr
     m = report["metrics"]
+    run_dir = tmp_path / "runs" / "job"
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0] and epochs[0]["train_rows"] == m["train_rows"]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert "epoch 1/1  loss " in out.stderr and "pid=" not in out.stderr
     # An epoch of 34 rows, about half from each input; the undecodable row is dropped and
     # counted whenever the epoch's draw includes it.
     assert 20 <= m["train_rows"] + m["rows_dropped"] <= 40 and m["rows_dropped"] <= 2
     assert m["val_rows"] == 18 and m["val_rows_dropped"] == 0
     assert report["checkpoint"] and (Path(report["checkpoint"]) / CHECKPOINT_FILE).exists()
+
+    again = subprocess.run(out.args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already complete at epoch 1; raise --epochs to continue" in again.stderr
+    assert json.loads(again.stdout)["checkpoint"] and len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_job_chains_diffusemix_straight_into_training(ray_cluster, tmp_path):

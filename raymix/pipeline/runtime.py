@@ -25,16 +25,27 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
     """
     import ray
 
+    from raymix.pipeline import console
+
     if ray.is_initialized():
         return ray
+    # quiet (a console.session without --verbose): worker output stays in Ray's session logs
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING} if console.quiet() else {}
+    if quiet:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        console.divert_ray_logging()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to Ray at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **{"log_to_driver": True, **quiet})
+        console.divert_ray_logging()
         return ray
     cpus = num_cpus or max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
     ray.init("local", num_cpus=cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-             include_dashboard=False)
+             include_dashboard=False, **quiet)
+    console.divert_ray_logging()
     return ray
 
 
@@ -42,16 +53,18 @@ def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
     JSON with ``job.json``; exit status 0 only when the counts reconcile and some image was
-    written (not every row quarantined)."""
-    import json
+    written (not every row quarantined). Quiet unless ``job.verbose``: Ray's output goes to a
+    log folder (:mod:`raymix.pipeline.console`)."""
+    from raymix.pipeline import console
 
-    logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    init_ray(job.address)
-    result = run(job)
-    if job.json:
-        print(json.dumps(result.to_dict()))
-    empty = result.nothing_written()
-    if empty:
-        print(empty, file=sys.stderr, flush=True)
+    with console.session(verbose=job.verbose, json_out=job.json, log_dir=console.log_dir_for(job.output)):
+        logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO" if job.verbose else "WARNING"),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        init_ray(job.address)
+        result = run(job)
+        if job.json:
+            console.emit(result.to_dict())
+        empty = result.nothing_written()
+        if empty:
+            print(empty, file=sys.stderr, flush=True)
     return 0 if result.reconciled and not empty else 1

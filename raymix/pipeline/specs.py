@@ -36,7 +36,8 @@ class JobSpec:
                                                '\'{"endpoint_url": "http://minio:9000"}\'')
     address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
                                  help="Ray cluster address")
-    json: bool = option(False, help="print the final counts as one JSON line too")
+    json: bool = option(False, help="print the final counts as one JSON object on stdout (all else on stderr)")
+    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
 
 
 @dataclass(kw_only=True)

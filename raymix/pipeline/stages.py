@@ -20,6 +20,7 @@ from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
 from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
+from raymix.pipeline.console import Progress
 from raymix.pipeline.datasource import read_dataset
 from raymix.pipeline.rows import expand_replicas
 from raymix.pipeline.specs import JobSpec
@@ -139,6 +140,51 @@ class JobResult:
                 "seconds": self.seconds, "skipped": self.skipped, "reconciled": self.reconciled}
 
 
+#: The run record beside a job's output: a hidden folder, so neither ``datasets.load_dataset(OUT)``
+#: (which skips ``.`` and ``__`` folders) nor the parquet/WebDataset readers take it for data.
+RUN_RECORD = ".raymix/summary.json"
+
+
+def run_record(job: JobSpec, result: JobResult) -> dict:
+    """The run record of a finished job: its settings (without ``storage_options``, which
+    may hold credentials), the counts, quarantine reasons, timings and versions."""
+    import dataclasses
+    import datetime
+    import platform
+
+    import raymix
+
+    settings = {k: v for k, v in dataclasses.asdict(job).items() if k != "storage_options"}
+    return {
+        "job": type(job).__name__,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings,
+        "counts": {
+            "rows_in": result.rows_in, "replicas": result.replicas, "skipped": result.skipped,
+            "written": result.summary.written, "quarantined": result.summary.quarantined,
+            "already_written": result.summary.already_written,
+            "already_quarantined": result.summary.already_quarantined,
+            "files": len(result.summary.files), "reconciled": result.reconciled,
+        },
+        "quarantine_reasons": dict(sorted(result.summary.reasons.items())),
+        "timings": {"seconds": result.seconds,
+                    "images_per_s": result.summary.written / result.seconds if result.seconds > 0 else 0.0},
+        "versions": {"raymix": raymix.__version__, "ray": ray.__version__, "python": platform.python_version()},
+    }
+
+
+def write_run_record(job: JobSpec, result: JobResult) -> str:
+    """Write :func:`run_record` to ``OUT/.raymix/summary.json``; returns its URI."""
+    import json
+
+    from raymix.io.storage import atomic_write, filesystem, join
+
+    fs, root = filesystem(job.output, job.storage_options)
+    path = join(root, RUN_RECORD)
+    atomic_write(fs, path, json.dumps(run_record(job, result), indent=2, default=str).encode())
+    return join(job.output, RUN_RECORD)
+
+
 def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_images: Sequence[str] = ()
            ) -> JobResult:
     """Write the rows to ``job.output``, then count what was read and report (printed)."""
@@ -147,12 +193,18 @@ def finish(ds: ray.data.Dataset, job: JobSpec, job_input: JobInput, *, extra_ima
     if job.replicas < 1:
         raise ValueError("replicas must be >= 1")
     plan = job_input.plan
-    summary = write_dataset(ds, job.output, format=job.format, storage_options=job.storage_options,
-                           classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
-                           rows_per_file=job.rows_per_file, verbose=False, extra_images=extra_images)
+    total = plan.num_rows
+    if total is not None:
+        total = max(0, min(total, job.limit if job.limit is not None else total) - job_input.skipped)
+    with Progress(job_input.rows_in, total):
+        summary = write_dataset(ds, job.output, format=job.format, storage_options=job.storage_options,
+                               classes=plan.classes, descriptions=plan.descriptions, replicas=job.replicas,
+                               rows_per_file=job.rows_per_file, verbose=False, extra_images=extra_images)
     result = JobResult(summary, job_input.rows_in(), job.replicas, time.perf_counter() - job_input.started,
                        job_input.skipped)
     print(result.report(), flush=True)
+    where = write_run_record(job, result)
+    print(f"run record   {where}", flush=True)
     if not result.reconciled:
         log.error("counts do not reconcile: some rows were neither written nor quarantined")
     return result

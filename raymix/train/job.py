@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +65,7 @@ class TrainJob:
     max_failures: int = option(0, help="worker failures to recover from")
     address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
                                  help="Ray cluster address")
+    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -110,24 +110,67 @@ def chained_stream(job: TrainJob):
     return mix.stream(build(mix.MixJob, {"method": job.chain, **settings}, where=where))
 
 
+def run_folder(job: TrainJob) -> str:
+    """``STORAGE/NAME``: where Ray Train keeps the run's checkpoints and raymix its records."""
+    import os
+
+    storage = job.storage or os.path.join(os.path.expanduser("~"), "ray_results")
+    return storage.rstrip("/") + "/" + job.name
+
+
 def run(job: TrainJob) -> dict[str, Any]:
     """Train as ``job`` says; connects to ``job.address`` or ``RAY_ADDRESS``, else starts local Ray.
-    Returns the final metrics, the last checkpoint's path and the run folder."""
+    Writes ``metrics.jsonl`` and TensorBoard events in the run folder and prints one line per
+    epoch (:mod:`raymix.train.records`). Returns the final metrics, the last checkpoint's path
+    and the run folder."""
+    import sys
+    import time
+
     from raymix.pipeline.runtime import init_ray
+    from raymix.train.records import RunRecords
     from raymix.train.trainer import fit
 
+    if job.name is None:
+        job.name = time.strftime("raymix-train-%Y-%m-%d_%H-%M-%S")
     init_ray(job.address)
     inputs = inputs_of(job)
     val = TrainInput(job.val, layout=job.layout, storage_options=job.storage_options) if job.val else None
-    result = fit(
-        inputs, val=val, config=job.config, workers=job.workers, use_gpu=job.gpu, storage=job.storage,
-        name=job.name, max_failures=job.max_failures, storage_options=job.storage_options,
-    )
+    records = RunRecords(run_folder(job), job.storage_options, epochs=job.config.epochs)
+    try:
+        result = fit(
+            inputs, val=val, config=job.config, workers=job.workers, use_gpu=job.gpu, storage=job.storage,
+            name=job.name, max_failures=job.max_failures, storage_options=job.storage_options,
+            on_epoch=records.add,
+        )
+    finally:
+        records.close()
+    if records.reported == 0 and result.checkpoint is not None:
+        print(already_complete(job, records.previous()), file=sys.stderr, flush=True)
     checkpoint = result.checkpoint.path if result.checkpoint else None
     return {"metrics": result.metrics, "checkpoint": checkpoint, "path": result.path}
 
 
+def already_complete(job: TrainJob, previous: list[dict[str, Any]]) -> str:
+    """What a rerun of a finished run says instead of training."""
+    if job.config.max_steps is not None and previous and previous[-1].get("step", 0) >= job.config.max_steps:
+        return f"already complete at step {previous[-1]['step']}; raise --max-steps to continue"
+    return f"already complete at epoch {job.config.epochs}; raise --epochs to continue"
+
+
 def main(job: TrainJob) -> int:
-    """``raymix train`` and ``jobs/train_resnet50.py``: train, print the result as one JSON line."""
-    print(json.dumps(run(job), default=str), flush=True)
+    """``raymix train`` and ``jobs/train_resnet50.py``: train, print the result as one JSON
+    object on stdout (everything else on stderr; Ray's output in the log folder unless --verbose)."""
+    import logging
+    import os
+    import tempfile
+
+    from raymix.pipeline import console
+
+    local = job.storage is None or "://" not in job.storage or job.storage.startswith("file://")
+    log_dir = (console.log_dir_for(run_folder(job)) if local and job.name
+               else tempfile.mkdtemp(prefix="raymix-logs-"))
+    with console.session(verbose=job.verbose, json_out=True, log_dir=log_dir):
+        logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO" if job.verbose else "WARNING"),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        console.emit(run(job))
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
-
-from collections.abc import Sequence
+import queue as queue_module
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
@@ -16,6 +18,53 @@ from raymix.train.data import build_train_dataset, build_val_dataset, create_epo
 from raymix.train.loop import train_loop_per_worker
 
 __all__ = ["fit", "storage_filesystem"]
+
+
+class _EpochRelay(ray.train.UserCallback):
+    """Runs in Ray Train's controller: hands rank 0's metrics of every report to the driver."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        if metrics:
+            self.queue.put(dict(metrics[0]))
+
+
+def _relay_epochs(on_epoch: Callable[[dict], None]):
+    """``(callbacks, stop)``: a Ray queue the controller fills and a driver thread calling
+    ``on_epoch`` for each epoch as it arrives; ``stop()`` delivers the rest and ends it."""
+    from ray.util.queue import Empty, Queue
+
+    q = Queue()
+    done = threading.Event()
+
+    def deliver(block: bool) -> bool:
+        try:
+            item = q.get(block=block, timeout=0.5 if block else None)
+        except (Empty, queue_module.Empty):
+            return False
+        try:
+            on_epoch(item)
+        except Exception:  # noqa: BLE001 - a record that cannot be written must not stop training
+            logging.getLogger(__name__).warning("could not record epoch metrics", exc_info=True)
+        return True
+
+    def loop() -> None:
+        while not done.is_set():
+            deliver(True)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join(timeout=5)
+        while deliver(False):
+            pass
+        q.shutdown()
+
+    return [_EpochRelay(q)], stop
 
 
 def _as_input(item: Any) -> TrainInput:
@@ -62,6 +111,7 @@ def fit(
     max_failures: int = 0,
     storage_options: dict[str, Any] | None = None,
     cpus_per_worker: float | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> ray.train.Result:
     """Train a classifier on ``inputs`` with Ray Train and return the ``Result``.
 
@@ -72,9 +122,11 @@ def fit(
     ``storage``/``name``: where checkpoints go (local path or ``s3://``); rerunning with
     the same pair resumes from the latest checkpoint. ``max_failures``: worker failures
     Ray Train recovers from (restarting from the latest checkpoint) before giving up.
+    ``on_epoch``: called on the driver with each epoch's metrics (rank 0's) as they arrive.
     """
     config = config or TrainConfig()
     clock = create_epoch_clock()
+    callbacks, stop = _relay_epochs(on_epoch) if on_epoch is not None else (None, lambda: None)
     try:
         datasets = {"train": build_train_dataset([_as_input(i) for i in inputs], config, clock)}
         if val is not None:
@@ -93,10 +145,12 @@ def fit(
                 storage_filesystem=filesystem,
                 failure_config=ray.train.FailureConfig(max_failures=max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoints_to_keep),
+                callbacks=callbacks,
             ),
             datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split="all"),
         )
         return trainer.fit()
     finally:
+        stop()
         ray.kill(clock)
