@@ -36,6 +36,26 @@ _S3_ENV = {
 _S3_UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "RAYMIX_STORAGE_OPTIONS")
 
 
+@pytest.fixture(autouse=True)
+def logging_outlives_capture():
+    """Log handlers created during a test (a job run in-process configures the root logger;
+    Ray configures its own on first import) write to that test's captured stream, which
+    pytest has closed by now: point them at the process's real stderr instead, so records
+    logged by later tests do not fail with "I/O operation on closed file"."""
+    import logging
+    import sys
+
+    yield
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging._StderrHandler):
+                continue  # (the last-resort handler's stream is always the current sys.stderr)
+            if getattr(handler.stream, "closed", False):
+                handler.stream = sys.__stderr__  # setStream would flush the closed one
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on 127.0.0.1; yields its endpoint URL."""

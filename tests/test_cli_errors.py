@@ -182,16 +182,17 @@ def test_a_failing_job_is_one_line_and_exit_1_unless_debug(capsys, ray_starts, m
         main([*argv, "--debug"])
 
 
-def test_exit_1_when_every_row_was_quarantined(capsys, monkeypatch):
+def test_exit_1_when_every_row_was_quarantined(capsys, monkeypatch, tmp_path):
     from raymix.pipeline.specs import MixJob
     from raymix.pipeline.stages import JobResult
 
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runtime, "init_ray", lambda address: None)
     job = MixJob(method="augmix", input="in", output="out")
     summary = WriteSummary(output_uri="out", quarantined=3, reasons={"decode": 3})
     assert runtime.run_job(job, lambda job: JobResult(summary, rows_in=3, replicas=1, seconds=1.0)) == 1
-    assert capsys.readouterr().err == ("wrote no images: all 3 input rows were quarantined (decode: 3); "
-                                       "see out/__quarantine__ and check --input\n")
+    assert capsys.readouterr().err.splitlines()[-1] == ("wrote no images: all 3 input rows were quarantined "
+                                                        "(decode: 3); see out/__quarantine__ and check --input")
     summary = WriteSummary(output_uri="out", written=2, quarantined=1, reasons={"decode": 1})
     assert runtime.run_job(job, lambda job: JobResult(summary, rows_in=3, replicas=1, seconds=1.0)) == 0
 
