@@ -74,16 +74,18 @@ def fgsm(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, 
 def pgd(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, eps: float = 2 / 255,
         steps: int = 20, step_size: float = 0.5 / 255, random_start: bool = True,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy (Madry et al. 2018): ``steps`` signed
     steps of ``step_size``, each projected back into the ``eps`` L-infinity ball around
     ``images`` and into [0, 1]. ``random_start``: begin at a uniform point of the ball, drawn
-    from ``generator`` (seed it for a reproducible attack; it must live on the images' device)."""
+    from ``generator`` (seed it for a reproducible attack; it must live on the images' device),
+    or given as ``noise``: uniform [0, 1) of the images' shape (per-sample seeded draws)."""
     normalize = normalize or _identity
     x0 = images.detach()
     x = x0.clone()
     if random_start and eps > 0:
-        noise = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if noise is None:
+            noise = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x = (x0 + (2 * noise - 1) * eps).clamp_(0, 1)
     with _EvalMode(model):
         for _ in range(steps):
@@ -95,9 +97,9 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, e
 
 def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig, *,
            normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """The adversarial images of ``config``."""
     if config.kind == "fgsm":
         return fgsm(model, images, labels, eps=config.eps, normalize=normalize)
     return pgd(model, images, labels, eps=config.eps, steps=config.steps, step_size=config.step_size,
-               random_start=config.random_start, normalize=normalize, generator=generator)
+               random_start=config.random_start, normalize=normalize, generator=generator, noise=noise)

@@ -1,0 +1,110 @@
+"""The evaluation job: settings, checkpoint loading, and one end-to-end run on Ray."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from raymix import registry
+from raymix.eval.job import EvalJob, parse_named
+from raymix.train.config import TrainConfig
+from raymix.train.models import build_model
+
+
+def _checkpoint(path, *, image_size=32, num_classes=3, seed=0):
+    torch.manual_seed(seed)
+    config = TrainConfig(arch="resnet18", num_classes=num_classes, image_size=image_size)
+    model = build_model("resnet18", num_classes, stem="cifar" if image_size <= 64 else "imagenet")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": {}, "epoch": 1, "step": 3,
+             "config": config.to_dict()}
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path / "state.pt")
+    return model
+
+
+def test_parse_named():
+    assert parse_named("a=s3://b/c") == ("a", "s3://b/c")
+    assert parse_named("s3://b/c?x=1") == ("s3://b/c?x=1", "s3://b/c?x=1")
+    assert parse_named("/data/ckpt") == ("/data/ckpt", "/data/ckpt")
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="checkpoint"):
+        EvalJob(checkpoints=[], val="v", output="o")
+    with pytest.raises(ValueError, match="repeat"):
+        EvalJob(checkpoints=["a=x", "a=y"], val="v", output="o")
+    with pytest.raises(ValueError, match="baseline"):
+        EvalJob(checkpoints=["a=x"], baseline="b", val="v", output="o")
+    with pytest.raises(ValueError):
+        EvalJob(checkpoints=["a=x"], val="v", output="o", corruptions="fogg")
+    job = EvalJob(checkpoints=["a=x"], val="v", output="o")
+    assert job.corruptions == "common" and job.attack == "none" and job.eps == 2 / 255
+
+
+def test_registered_as_a_job():
+    entry = registry.job("eval")
+    assert entry.load_settings() is EvalJob
+    assert entry.script == "jobs/eval_robustness.py"
+
+
+def test_checkpoint_loads_weights_only(tmp_path):
+    from raymix.eval.models import build, load_state, resolve
+
+    model = _checkpoint(tmp_path / "ck")
+    spec = resolve("m", str(tmp_path / "ck"))  # the folder, as Ray Train writes it
+    assert (spec.arch, spec.num_classes, spec.stem, spec.image_size) == ("resnet18", 3, "cifar", 32)
+    rebuilt = build(spec)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), model.eval()(x))
+    torch.save({"model": model.state_dict(), "evil": object()}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="weights_only"):
+        load_state(str(tmp_path / "bad.pt"))
+
+
+def test_ood_indices():
+    from raymix.eval.inference import _ood_indices
+
+    val = ["a", "b", "c", "d"]
+    assert _ood_indices("r", ["b", "d"], val, 4) == [1, 3]
+    assert _ood_indices("r", val, val, 4) is None
+    assert _ood_indices("r", None, val, 4) is None
+
+
+@pytest.mark.slow
+def test_end_to_end_on_ray(ray_cluster, tmp_path):
+    from raymix.eval.job import run
+    from raymix.tools.sample_data import write_sample
+
+    data = tmp_path / "val"
+    write_sample(str(data), format="folder", classes=3, per_class=4, size=(48, 40), seed=0)
+    _checkpoint(tmp_path / "a", seed=0)
+    _checkpoint(tmp_path / "b", seed=1)
+    out = tmp_path / "report"
+    job = EvalJob(checkpoints=[f"a={tmp_path / 'a' / 'state.pt'}", f"b={tmp_path / 'b'}"], baseline="a",
+                  val=str(data), corruptions="gaussian_noise,fog", severities="2", attack="fgsm",
+                  ood=[f"sub={data}"], batch_size=8, device="cpu", output=str(out))
+    report = run(job)
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["summary"] == json.loads(json.dumps(report["summary"]))
+    for name in ("report.md", "corruption_errors.png", "reliability.png"):
+        assert (out / name).stat().st_size > 0
+    assert set(report["sets"]) == {"clean", "gaussian_noise/2", "fog/2", "ood/sub", "adversarial/fgsm"}
+    assert all(s["rows"] == 12 and s["invalid"] == 0 for s in report["sets"].values())
+    assert set(report["models"]) == {"a", "b"}
+    for m in report["models"].values():
+        assert m["clean"]["rows"] == 12
+        assert 0 <= m["clean"]["top1_error"] <= 1 and m["clean"]["top5_error"] == 0.0  # 3 classes
+        c = m["corruptions"]
+        assert set(c["errors"]) == {"gaussian_noise", "fog"} and set(c["errors"]["fog"]) == {"2"}
+        assert c["mce_normalization"] == "none" and c["rows"] == 24
+        assert c["mce"] == pytest.approx(50 * (c["errors"]["gaussian_noise"]["2"] + c["errors"]["fog"]["2"]))
+        assert m["adversarial"]["rows"] == 12 and m["adversarial"]["attack"] == "fgsm"
+        assert m["ood"]["sub"]["top1_error"] == m["clean"]["top1_error"]  # the same images and classes
+        assert sum(b["count"] for b in m["clean"]["reliability"]) == 12
+    assert report["models"]["a"]["corruptions"]["vs_baseline"]["baseline"] == "a"
+    md = (out / "report.md").read_text()
+    assert "| a |" in md and "| b |" in md and "fog" in md
