@@ -108,3 +108,42 @@ def test_end_to_end_on_ray(ray_cluster, tmp_path):
     assert report["models"]["a"]["corruptions"]["vs_baseline"]["baseline"] == "a"
     md = (out / "report.md").read_text()
     assert "| a |" in md and "| b |" in md and "fog" in md
+
+
+def _outcomes(n, error, conf=0.9):
+    import numpy as np
+
+    i = np.arange(n)
+    hit = np.floor((i + 1) * error) == np.floor(i * error)  # floor(n * error) misses, evenly spread
+    return {"valid": np.ones(n, bool), "top1_0": hit, "top5_0": np.ones(n, bool), "conf_0": np.full(n, conf, np.float32)}
+
+
+def test_report_alexnet_mce_markdown_and_plots(tmp_path):
+    from PIL import Image
+
+    from raymix.eval import metrics
+    from raymix.eval.inference import EvalSet, build_report
+    from raymix.eval.models import ModelSpec
+    from raymix.eval.report import write_report
+
+    job = EvalJob(checkpoints=["m=x"], val="v", output=str(tmp_path))
+    spec = ModelSpec(name="m", uri="x", arch="resnet50", num_classes=1000, stem="imagenet")
+    sets = {"clean": EvalSet(kind="clean")}
+    outcomes = {"clean": _outcomes(1000, 0.25)}
+    for c in metrics.CORRUPTIONS:
+        for s in metrics.SEVERITIES:
+            sets[f"{c}/{s}"] = EvalSet(kind="corruption", corruption=c, severity=s)
+            # half AlexNet's error at every severity: CE 50 everywhere
+            outcomes[f"{c}/{s}"] = _outcomes(1000, metrics.ALEXNET_ERRORS[c] / 2)
+    report = build_report(job, [spec], sets, outcomes)
+    c = report["models"]["m"]["corruptions"]
+    assert c["mce_normalization"] == "alexnet"
+    assert c["mce"] == pytest.approx(50.0, abs=0.2)  # errors rounded to 1/1000
+    assert report["summary"]["m"]["clean_top1_error"] == pytest.approx(0.25)
+    # 1000 samples at confidence 0.9, accuracy 0.75 in every bin: RMS calibration error 0.15
+    # over the 9 of 10 bins the papers' code counts: sqrt(0.9 * 0.15^2)
+    assert report["models"]["m"]["clean"]["rms_calibration_error"] == pytest.approx((0.9 ** 0.5) * 0.15, abs=1e-3)
+    write_report(report, str(tmp_path))
+    assert "| m | 25.00 |" in (tmp_path / "report.md").read_text()
+    for name in ("corruption_errors.png", "reliability.png"):
+        assert Image.open(tmp_path / name).size[0] > 100
