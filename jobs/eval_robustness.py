@@ -3,7 +3,7 @@ ImageNet-C corruptions generated on the fly (or a released tree), OOD sets and F
 
     ray job submit --working-dir . -- python jobs/eval_robustness.py \
         --checkpoint pixmix=s3://bucket/runs/pixmix/checkpoint_000089/state.pt \
-        --checkpoint baseline=torchvision:resnet50 --val s3://bucket/imagenet/val \
+        --checkpoint baseline=torchvision:resnet50 --input s3://bucket/imagenet/val \
         --ood imagenet-r=s3://bucket/imagenet-r --output s3://bucket/eval/pixmix
 
 Settings can also come from `--config job.yaml` (flags override it). See docs/evaluation.md.

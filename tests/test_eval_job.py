@@ -33,14 +33,14 @@ def test_parse_named():
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="checkpoint"):
-        EvalJob(checkpoints=[], val="v", output="o")
+        EvalJob(checkpoints=[], input="v", output="o")
     with pytest.raises(ValueError, match="repeat"):
-        EvalJob(checkpoints=["a=x", "a=y"], val="v", output="o")
+        EvalJob(checkpoints=["a=x", "a=y"], input="v", output="o")
     with pytest.raises(ValueError, match="baseline"):
-        EvalJob(checkpoints=["a=x"], baseline="b", val="v", output="o")
+        EvalJob(checkpoints=["a=x"], baseline="b", input="v", output="o")
     with pytest.raises(ValueError):
-        EvalJob(checkpoints=["a=x"], val="v", output="o", corruptions="fogg")
-    job = EvalJob(checkpoints=["a=x"], val="v", output="o")
+        EvalJob(checkpoints=["a=x"], input="v", output="o", corruptions="fogg")
+    job = EvalJob(checkpoints=["a=x"], input="v", output="o")
     assert job.corruptions == "common" and job.attack == "none" and job.eps == 2 / 255
 
 
@@ -85,7 +85,7 @@ def test_end_to_end_on_ray(ray_cluster, tmp_path):
     _checkpoint(tmp_path / "b", seed=1)
     out = tmp_path / "report"
     job = EvalJob(checkpoints=[f"a={tmp_path / 'a' / 'state.pt'}", f"b={tmp_path / 'b'}"], baseline="a",
-                  val=str(data), corruptions="gaussian_noise,fog", severities="2", attack="fgsm",
+                  input=str(data), corruptions="gaussian_noise,fog", severities="2", attack="fgsm",
                   ood=[f"sub={data}"], batch_size=8, device="cpu", output=str(out))
     report = run(job)
     on_disk = json.loads((out / "report.json").read_text())
@@ -126,7 +126,7 @@ def test_report_alexnet_mce_markdown_and_plots(tmp_path):
     from raymix.eval.models import ModelSpec
     from raymix.eval.report import write_report
 
-    job = EvalJob(checkpoints=["m=x"], val="v", output=str(tmp_path))
+    job = EvalJob(checkpoints=["m=x"], input="v", output=str(tmp_path))
     spec = ModelSpec(name="m", uri="x", arch="resnet50", num_classes=1000, stem="imagenet")
     sets = {"clean": EvalSet(kind="clean")}
     outcomes = {"clean": _outcomes(1000, 0.25)}

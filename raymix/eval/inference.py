@@ -135,17 +135,17 @@ def _read(uri: str, job: EvalJob, limit: int | None, plan=None) -> tuple[ray.dat
 
 def _ood_indices(name: str, ood_classes: list[str] | None, val_classes: list[str] | None,
                  num_classes: int) -> list[int] | None:
-    """Which logits an OOD set is scored on: its classes' positions in --val's class list when
+    """Which logits an OOD set is scored on: its classes' positions in --input's class list when
     they are a proper subset of it (ImageNet-R/-A), else all (``None``)."""
     if not ood_classes or not val_classes:
         return None
     missing = [c for c in ood_classes if c not in val_classes]
     if missing:
         if len(ood_classes) <= num_classes:
-            log.warning("--ood %s: classes %s are not --val classes; scoring its labels as they are",
+            log.warning("--ood %s: classes %s are not --input classes; scoring its labels as they are",
                         name, missing[:3])
             return None
-        raise ValueError(f"--ood {name}: {len(missing)} classes are not among --val's (e.g. {missing[:3]})")
+        raise ValueError(f"--ood {name}: {len(missing)} classes are not among --input's (e.g. {missing[:3]})")
     idx = [val_classes.index(c) for c in ood_classes]
     return None if idx == list(range(num_classes)) else idx
 
@@ -162,8 +162,8 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Da
         return ds.map_batches(prepare, fn_kwargs={"decode_size": size, "image_size": image_size, "name": name},
                               **common)
 
-    clean, val_classes = _read(job.val, job, job.limit)
-    sets: dict[str, EvalSet] = {"clean": EvalSet(kind="clean", uri=job.val)}
+    clean, val_classes = _read(job.input, job, job.limit)
+    sets: dict[str, EvalSet] = {"clean": EvalSet(kind="clean", uri=job.input)}
     parts = [prepared(clean, "clean")]
     if job.corrupted:
         plans = plan_corruption_tree(job.corrupted, None if job.corruptions in ("", "all") else
@@ -179,7 +179,7 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Da
         for c, s in parse_corruptions(job.corruptions, job.severities):
             name = f"{c}/{s}"
             sets[name] = EvalSet(kind="corruption", corruption=c, severity=s, generated=True)
-            ds = prepared(_read(job.val, job, job.limit)[0], name)
+            ds = prepared(_read(job.input, job, job.limit)[0], name)
             parts.append(ds.map_batches(corrupt_batch, fn_kwargs={"name": c, "severity": s, "seed": job.seed},
                                         num_cpus=1, **common))
     for spec in job.ood:
@@ -195,7 +195,7 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Da
         sets[name] = EvalSet(kind="adversarial", attack=job.attack, eps=job.eps,
                              **({"steps": job.steps, "step_size": job.step_size, "random_start": job.random_start}
                                 if job.attack == "pgd" else {}))
-        parts.append(prepared(_read(job.val, job, limit)[0], name))
+        parts.append(prepared(_read(job.input, job, limit)[0], name))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     for s in sets.values():
         s.setdefault("image_size", image_size)

@@ -37,15 +37,16 @@ class EvalJob:
     baseline: str | None = option(None, metavar="NAME", default_text="none",
                                   help="a --checkpoint name: relative mCE and CE of the others against it")
     # data
-    val: str = option(metavar="URI", help="clean validation data (class folders, parquet, WebDataset)")
-    layout: str = option("auto", choices=("auto", "folder", "parquet", "webdataset"), help="layout of --val and --ood")
+    input: str = option(metavar="URI", help="clean validation data: class folders, parquet shards or WebDataset "
+                                            "tars (local path, s3://, ...)")
+    layout: str = option("auto", choices=("auto", "folder", "parquet", "webdataset"), help="layout of --input and --ood")
     limit: int | None = option(None, default_text="all", help="evaluate at most N images of each set (smoke tests)")
     image_size: int | None = option(None, default_text="the checkpoints' image_size, else 224",
                                     help="side of the centre crop the model sees")
     crop_ratio: float | None = option(None, default_text="the checkpoints' val_crop_ratio, else 0.875",
                                       help="centre crop: image_size / shorter side after resizing")
     corruptions: str = option("common", metavar="NAMES",
-                              help="corruptions generated on the fly from --val: comma-separated names, 'common' "
+                              help="corruptions generated on the fly from --input: comma-separated names, 'common' "
                                    "(ImageNet-C's 15), 'extra' (the other 4), 'all', or '' for none")
     severities: str = option("1-5", metavar="LIST", help="severities, e.g. 1-5 or 1,3,5")
     corrupted: str | None = option(None, metavar="URI",
@@ -53,13 +54,13 @@ class EvalJob:
                                         "CIFAR-10-C as folders) read instead of generating --corruptions")
     ood: list[str] = option([], metavar="NAME=URI",
                             help="an out-of-distribution set (repeatable), e.g. imagenet-r=s3://.../imagenet-r; "
-                                 "when its classes are a subset of --val's (ImageNet-R/-A: 200 of 1000), the "
+                                 "when its classes are a subset of --input's (ImageNet-R/-A: 200 of 1000), the "
                                  "logits are restricted to them")
     mce: str = option("auto", choices=("auto", "alexnet", "none"),
                       help="mCE normalisation: alexnet (ImageNet-C), none (CIFAR: the mean error); auto: "
                            "alexnet when all 15 corruptions x 5 severities of a 1000-class model are there")
     # adversarial
-    attack: str = option("none", choices=("none", "fgsm", "pgd"), help="white-box L-inf attack on clean --val")
+    attack: str = option("none", choices=("none", "fgsm", "pgd"), help="white-box L-inf attack on clean --input")
     eps: float = option(2 / 255, default_text="2/255", help="attack budget in [0, 1] pixel units")
     steps: int = option(20, help="PGD steps")
     step_size: float = option(0.5 / 255, default_text="0.5/255", help="PGD step in [0, 1] pixel units")
