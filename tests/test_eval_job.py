@@ -74,6 +74,20 @@ def test_ood_indices():
     assert _ood_indices("r", None, val, 4) is None
 
 
+def test_ood_subset_from_a_list_or_a_file(tmp_path):
+    from raymix.eval.inference import _subset_indices
+
+    (tmp_path / "idx.json").write_text("[5, 1, 7]")
+    assert _subset_indices(str(tmp_path / "idx.json"), 10, None) == [5, 1, 7]
+    assert _subset_indices([2, 3], 10, None) == [2, 3]
+    with pytest.raises(ValueError):
+        _subset_indices([2, 2], 10, None)
+    with pytest.raises(ValueError):
+        _subset_indices([10], 10, None)
+    with pytest.raises(ValueError, match="ood-subset"):
+        EvalJob(checkpoints=["a=x"], input="v", output="o", ood=["r=u"], ood_subset={"s": [1]})
+
+
 @pytest.mark.slow
 def test_end_to_end_on_ray(ray_cluster, tmp_path):
     from raymix.eval.job import run

@@ -150,6 +150,21 @@ def _ood_indices(name: str, ood_classes: list[str] | None, val_classes: list[str
     return None if idx == list(range(num_classes)) else idx
 
 
+def _subset_indices(value, num_classes: int, storage_options: dict | None) -> list[int]:
+    """An ``--ood-subset`` value: a list of class indices, or the URI of a JSON list."""
+    if isinstance(value, str):
+        import json
+
+        from raymix.io import storage
+
+        fs, path = storage.filesystem(value, storage_options)
+        value = json.loads(storage.read_text(fs, path))
+    idx = [int(v) for v in value]
+    if not idx or min(idx) < 0 or max(idx) >= num_classes or len(set(idx)) != len(idx):
+        raise ValueError(f"--ood-subset: indices must be distinct and in [0, {num_classes}), got {len(idx)} of them")
+    return idx
+
+
 def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Dataset, dict[str, EvalSet]]:
     """The union of every evaluation set, prepared, corrupted and tagged; and the sets."""
     image_size = job.image_size or specs[0].image_size
@@ -186,7 +201,10 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Da
         label, uri = parse_named(spec)
         ds, classes = _read(uri, job, job.limit)
         name = f"ood/{label}"
-        idx = _ood_indices(label, classes, val_classes, num_classes)
+        if label in job.ood_subset:
+            idx = _subset_indices(job.ood_subset[label], num_classes, job.storage_options)
+        else:
+            idx = _ood_indices(label, classes, val_classes, num_classes)
         sets[name] = EvalSet(kind="ood", uri=uri, indices=idx, classes=len(classes) if classes else None)
         parts.append(prepared(ds, name))
     if job.attack != "none":

@@ -56,6 +56,10 @@ class EvalJob:
                             help="an out-of-distribution set (repeatable), e.g. imagenet-r=s3://.../imagenet-r; "
                                  "when its classes are a subset of --input's (ImageNet-R/-A: 200 of 1000), the "
                                  "logits are restricted to them")
+    ood_subset: dict = option({}, metavar="JSON",
+                              help='the 1000-class indices an --ood set is scored on, by its name: a list, or the '
+                                   'URI of a JSON list, e.g. \'{"imagenet-r": "s3://.../imagenet_r_indices.json"}\' '
+                                   '(when its class names cannot be matched to --input\'s)')
     mce: str = option("auto", choices=("auto", "alexnet", "none"),
                       help="mCE normalisation: alexnet (ImageNet-C), none (CIFAR: the mean error); auto: "
                            "alexnet when all 15 corruptions x 5 severities of a 1000-class model are there")
@@ -93,6 +97,9 @@ class EvalJob:
         ood = [parse_named(o)[0] for o in self.ood]
         if len(set(ood)) != len(ood):
             raise ValueError(f"--ood names repeat: {ood}")
+        unknown = sorted(set(self.ood_subset) - set(ood))
+        if unknown:
+            raise ValueError(f"--ood-subset names {unknown} are not --ood names ({', '.join(ood)})")
         if self.batch_size < 1 or self.bin_size < 1 or self.steps < 1:
             raise ValueError("batch_size, bin_size and steps must be positive")
         if self.corruptions and not self.corrupted:
