@@ -161,3 +161,39 @@ def test_report_alexnet_mce_markdown_and_plots(tmp_path):
     assert "| m | 25.00 |" in (tmp_path / "report.md").read_text()
     for name in ("corruption_errors.png", "reliability.png"):
         assert Image.open(tmp_path / name).size[0] > 100
+
+
+def test_predictor_restricts_attacks_and_does_not_depend_on_the_batch(tmp_path):
+    import numpy as np
+
+    from raymix.eval.inference import SET, Predictor
+    from raymix.eval.models import resolve
+
+    _checkpoint(tmp_path / "ck", num_classes=5)
+    spec = resolve("m", str(tmp_path / "ck"))
+    sets = {"clean": {"kind": "clean"}, "ood/r": {"kind": "ood", "indices": [4, 2]},
+            "adversarial/pgd": {"kind": "adversarial"}}
+    attack = {"kind": "pgd", "eps": 8 / 255, "steps": 2, "step_size": 4 / 255, "random_start": True}
+    predictor = Predictor([spec], sets=sets, attack=attack, seed=0, device="cpu")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+
+    def batch(names, rows):
+        return {"key": np.array([f"k{i}" for i in rows], dtype=object), "image": images[rows],
+                "label": np.array([1, 0, 1, 1])[rows], "reason": np.array([""] * len(rows), dtype=object),
+                SET: np.array(names, dtype=object)}
+
+    out = predictor(batch(["clean", "ood/r", "adversarial/pgd", "adversarial/pgd"], [0, 1, 2, 3]))
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        logits = predictor.models[0](predictor.normalize(x))
+    # the OOD row is scored on classes 4 and 2 only: label 0 means class 4
+    sub = logits[1, [4, 2]]
+    assert out["top1_0"][1] == bool(sub[0] > sub[1])
+    assert out["conf_0"][1] == pytest.approx(sub.softmax(0).max().item(), rel=1e-5)
+    assert out["conf_0"][0] == pytest.approx(logits[0].softmax(0).max().item(), rel=1e-5)
+    assert out["top5_0"].all()  # 5 classes (2 for the OOD row)
+    # an attacked row comes out the same alone or in another batch (PGD start seeded per key)
+    alone = predictor(batch(["adversarial/pgd"], [3]))
+    assert alone["conf_0"][0] == pytest.approx(out["conf_0"][3], rel=1e-5)
+    assert list(out["valid"]) == [True] * 4
