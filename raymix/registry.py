@@ -251,3 +251,8 @@ register_job(JobEntry(
     help="train a classifier with Ray Train on original and augmented data, online methods, MiAMix",
     script="jobs/train_resnet50.py",
 ))
+register_job(JobEntry(
+    name="eval", settings="raymix.eval.job:EvalJob", run="raymix.eval.job:main",
+    help="clean, corrupted (ImageNet-C), out-of-distribution and adversarial error and calibration of checkpoints",
+    script="jobs/eval_robustness.py",
+))

@@ -52,7 +52,7 @@ def flat_help(*argv: str) -> str:
 
 def test_every_subcommand_and_job_is_listed():
     help_text = build_parser().format_help()
-    assert registry.JOBS.keys() == {"mix", "diffusemix", "train"}
+    assert registry.JOBS.keys() == {"mix", "diffusemix", "train", "eval"}
     for name in (*registry.JOBS, *SUBCOMMANDS):
         assert name in help_text
     for entry in registry.JOBS.values():
