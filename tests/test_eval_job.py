@@ -197,3 +197,17 @@ def test_predictor_restricts_attacks_and_does_not_depend_on_the_batch(tmp_path):
     alone = predictor(batch(["adversarial/pgd"], [3]))
     assert alone["conf_0"][0] == pytest.approx(out["conf_0"][3], rel=1e-5)
     assert list(out["valid"]) == [True] * 4
+
+
+def test_a_training_run_folder_means_its_latest_checkpoint(tmp_path):
+    from raymix.eval.models import _checkpoint_path
+
+    run = tmp_path / "run"
+    for name in ("checkpoint_2026-12-06_05-38-12.877425", "checkpoint_2026-12-06_05-38-48.691028"):
+        (run / name).mkdir(parents=True)
+        (run / name / "state.pt").write_bytes(b"")
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    assert _checkpoint_path(str(run), None).endswith("checkpoint_2026-12-06_05-38-48.691028/state.pt")
+    assert _checkpoint_path(str(run / "checkpoint_2026-12-06_05-38-12.877425"), None).endswith("12.877425/state.pt")
+    with pytest.raises(ValueError, match="no state.pt and no checkpoint_"):
+        _checkpoint_path(str(tmp_path), None)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from raymix import schema
 from raymix.settings import option
 
 __all__ = ["EvalJob", "parse_named", "run", "main"]
@@ -39,7 +40,7 @@ class EvalJob:
     # data
     input: str = option(metavar="URI", help="clean validation data: class folders, parquet shards or WebDataset "
                                             "tars (local path, s3://, ...)")
-    layout: str = option("auto", choices=("auto", "folder", "parquet", "webdataset"), help="layout of --input and --ood")
+    layout: str = option("auto", choices=schema.LAYOUTS, help="layout of --input and --ood")
     limit: int | None = option(None, default_text="all", help="evaluate at most N images of each set (smoke tests)")
     image_size: int | None = option(None, default_text="the checkpoints' image_size, else 224",
                                     help="side of the centre crop the model sees")
@@ -85,6 +86,7 @@ class EvalJob:
                                                '\'{"endpoint_url": "http://minio:9000"}\'')
     address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
                                  help="Ray cluster address")
+    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
@@ -121,7 +123,11 @@ def run(job: EvalJob) -> dict[str, Any]:
 
 
 def main(job: EvalJob) -> int:
-    """``raymix eval`` and ``jobs/eval_robustness.py``: evaluate, print the summary as one JSON line."""
-    report = run(job)
-    print(json.dumps({"output": job.output, "summary": report["summary"]}, default=str), flush=True)
+    """``raymix eval`` and ``jobs/eval_robustness.py``: evaluate, print the summary as one JSON
+    object on stdout; Ray's output goes to a log folder unless ``--verbose``."""
+    from raymix.pipeline import console
+
+    with console.session(verbose=job.verbose, json_out=True, log_dir=console.log_dir_for(job.output)):
+        report = run(job)
+        console.emit({"output": job.output, "summary": report["summary"]})
     return 0

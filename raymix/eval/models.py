@@ -29,10 +29,18 @@ class ModelSpec:
 
 
 def _checkpoint_path(uri: str, storage_options: dict | None) -> str:
+    """``uri`` itself, its ``state.pt``, or, for the run folder of `raymix train`, the
+    ``state.pt`` of its latest checkpoint (``checkpoint_<timestamp>`` folders sort by time)."""
     fs, path = storage.filesystem(uri, storage_options)
-    if fs.isdir(path):
+    if not fs.isdir(path):
+        return uri
+    if fs.exists(storage.join(path, CHECKPOINT_FILE)):
         return storage.join(uri, CHECKPOINT_FILE)
-    return uri
+    folders = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=True) if e["type"] == "directory"]
+    runs = sorted(name for name in folders if name.startswith("checkpoint_"))
+    if not runs:
+        raise ValueError(f"{uri}: no {CHECKPOINT_FILE} and no checkpoint_* folder; give a checkpoint of `raymix train`")
+    return storage.join(uri, runs[-1], CHECKPOINT_FILE)
 
 
 def load_state(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
