@@ -76,6 +76,23 @@ def option(default: Any = _MISSING, *, help: str, choices: Sequence | Callable[[
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def storage_options_option() -> Any:
+    """``--storage-options``, as every job takes it."""
+    return option(None, default_text="from the AWS_* environment or RAYMIX_STORAGE_OPTIONS",
+                  help='fsspec options for object storage, e.g. \'{"endpoint_url": "http://minio:9000"}\'')
+
+
+def address_option() -> Any:
+    """``--address``, as every job takes it."""
+    return option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
+                  help="Ray cluster address")
+
+
+def verbose_option() -> Any:
+    """``--verbose``, as every job takes it."""
+    return option(False, help="show Ray's logs and progress here instead of in the log folder")
+
+
 def nested(cls: type, title: str) -> Any:
     """A field holding another settings dataclass (default: its defaults); ``title`` heads
     its flags in ``--help``."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymix import schema
-from raymix.settings import option
+from raymix.settings import address_option, option, storage_options_option, verbose_option
 
 __all__ = ["EvalJob", "parse_named", "run", "main"]
 
@@ -81,12 +81,9 @@ class EvalJob:
     actors: int | None = option(None, default_text="GPUs in the cluster, or 1 on CPU", help="inference actors")
     output: str = option("", required=True, metavar="URI",
                          help="folder for report.json, report.md and the plots")
-    storage_options: dict | None = option(None, default_text="from the AWS_* environment or RAYMIX_STORAGE_OPTIONS",
-                                          help='fsspec options for object storage, e.g. '
-                                               '\'{"endpoint_url": "http://minio:9000"}\'')
-    address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
-                                 help="Ray cluster address")
-    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
+    storage_options: dict | None = storage_options_option()
+    address: str | None = address_option()
+    verbose: bool = verbose_option()
 
     def __post_init__(self) -> None:
         if not self.checkpoints:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from raymix import registry
 from raymix.models.editor_options import EditorOptions
 from raymix.schema import DEFAULT_ROWS_PER_FILE, FORMATS
-from raymix.settings import nested, option
+from raymix.settings import address_option, nested, option, storage_options_option, verbose_option
 
 __all__ = ["JobSpec", "MixJob", "DiffuseMixJob"]
 
@@ -31,13 +31,10 @@ class JobSpec:
     replicas: int = option(1, help="augmented images per input image")
     seed: int = option(0, help="run seed: same seed, same bytes")
     limit: int | None = option(None, default_text="all", help="process at most N input images")
-    storage_options: dict | None = option(None, default_text="from the AWS_* environment or RAYMIX_STORAGE_OPTIONS",
-                                          help='fsspec options for object storage, e.g. '
-                                               '\'{"endpoint_url": "http://minio:9000"}\'')
-    address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
-                                 help="Ray cluster address")
+    storage_options: dict | None = storage_options_option()
+    address: str | None = address_option()
     json: bool = option(False, help="print the final counts as one JSON object on stdout (all else on stderr)")
-    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
+    verbose: bool = verbose_option()
 
 
 @dataclass(kw_only=True)

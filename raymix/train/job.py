@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymix import registry, schema
-from raymix.settings import build, nested, option
+from raymix.settings import address_option, build, nested, option, storage_options_option, verbose_option
 from raymix.train.config import RECIPES, TrainConfig, TrainInput, parse_input, parse_ratio
 
 __all__ = ["TrainJob", "chain_methods", "inputs_of", "chained_stream", "run", "main"]
@@ -57,15 +57,12 @@ class TrainJob:
     gpu: bool = option(False, help="one GPU per worker")
     storage: str | None = option(None, metavar="URI", default_text="Ray's default, ~/ray_results",
                                  help="checkpoint storage: a local path or s3://bucket/prefix")
-    storage_options: dict | None = option(None, default_text="from the AWS_* environment or RAYMIX_STORAGE_OPTIONS",
-                                          help='fsspec options for object storage, e.g. '
-                                               '\'{"endpoint_url": "http://minio:9000"}\'')
+    storage_options: dict | None = storage_options_option()
     name: str | None = option(None, default_text="a generated name",
                               help="run name; rerun with the same name and storage to resume")
     max_failures: int = option(0, help="worker failures to recover from")
-    address: str | None = option(None, default_text="RAY_ADDRESS, as `ray job submit` sets it; else a local Ray",
-                                 help="Ray cluster address")
-    verbose: bool = option(False, help="show Ray's logs and progress here instead of in the log folder")
+    address: str | None = address_option()
+    verbose: bool = verbose_option()
 
     def __post_init__(self) -> None:
         if not self.input:
