@@ -1,4 +1,4 @@
-"""The one table of everything a user can name: methods and jobs.
+"""The one table of everything a user can name: methods, their default models, and jobs.
 
 Standard library only, so the command line, the docs and the sizing tools can list what
 exists without importing torch or Ray. Classes are named by import path and imported on
