@@ -72,3 +72,29 @@ def test_attack_config():
     assert (x - images).abs().max().item() == pytest.approx(1 / 255, abs=1e-6)
     with pytest.raises(ValueError):
         AttackConfig(kind="cw")
+
+
+def test_pgd_breaks_a_trained_model():
+    """Two classes told apart by the mean brightness (0.45 vs 0.55): a trained linear model is
+    right on clean images and wrong under PGD (eps 16/255 moves the mean past the boundary),
+    while FGSM's single step at a tenth of that eps leaves it mostly right."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(400) % 2
+    images = (0.45 + 0.1 * labels.float())[:, None, None, None] + 0.02 * torch.randn(400, 3, 4, 4, generator=g)
+    images = images.clamp(0, 1)
+    torch.manual_seed(0)
+    trained = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+    optimizer = torch.optim.SGD(trained.parameters(), lr=5.0)
+    for _ in range(300):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(trained(images), labels).backward()
+        optimizer.step()
+
+    def under_pgd(model):
+        x = pgd(model, images, labels, eps=16 / 255, steps=20, step_size=2 / 255,
+                generator=torch.Generator().manual_seed(1))
+        return _err(model, x, labels)
+
+    assert _err(trained, images, labels) < 0.05
+    assert under_pgd(trained) > 0.9
+    assert _err(trained, fgsm(trained, images, labels, eps=1.6 / 255), labels) < 0.5
