@@ -33,20 +33,27 @@ _state = {"quiet": False, "stdout": None, "log": None}
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _write_log(text: str) -> bool:
+    """Append ``text`` to the session's log file; ``False`` when no quiet session is active."""
+    log = _state["log"]
+    if log is None:
+        return False
+    try:
+        log.write(text.encode())
+        log.flush()
+    except Exception:  # noqa: BLE001 - a log that cannot be written must not fail the job
+        pass
+    return True
+
+
 class _ToLog(logging.Filter):
     """On a console handler: write the record to the session's log instead of the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        log = _state["log"]
-        if log is None:
-            return True
-        try:
-            log.write((logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
-                       + "\n").encode())
-            log.flush()
-        except Exception:  # noqa: BLE001
-            pass
-        return False
+        return not _write_log(logging.Formatter(LOG_FORMAT).format(record) + "\n")
 
 
 _TO_LOG = _ToLog()
@@ -82,26 +89,23 @@ def _divert_ray_error_messages() -> None:
         return
 
     def print_to_stdstream(data, ignore_prefix, *args, **kwargs):
-        log = _state["log"]
-        if log is None:
+        if not _write_log("".join(f"({data.get('pid')}) {line}\n" for line in data.get("lines", ()))):
             return original(data, ignore_prefix, *args, **kwargs)
-        try:
-            log.write("".join(f"({data.get('pid')}) {line}\n" for line in data.get("lines", ())).encode())
-            log.flush()
-        except Exception:  # noqa: BLE001
-            pass
         return None
 
     print_to_stdstream._raymix = True
     worker.print_to_stdstream = print_to_stdstream
 
 
-def log_dir_for(uri: str | None) -> str:
-    """``OUT/.raymix/logs`` for a local output, else a new temporary folder."""
-    if uri and ("://" not in uri or uri.startswith("file://")):
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        return os.path.join(os.path.abspath(os.path.expanduser(path)), ".raymix", "logs")
-    return tempfile.mkdtemp(prefix="raymix-logs-")
+def log_dir_for(uri: str | None) -> str | None:
+    """``URI/.raymix/logs`` for a local folder; ``None`` (a temporary folder, chosen by
+    :func:`session`) for none or an object store."""
+    if not uri:
+        return None
+    from raymix.io import storage
+
+    fs, path = storage.filesystem(uri)
+    return os.path.join(path, ".raymix", "logs") if storage.is_local(fs) else None
 
 
 def emit(obj) -> None:
@@ -113,7 +117,9 @@ def emit(obj) -> None:
 
 @contextlib.contextmanager
 def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | None = None):
-    """See the module docstring. Yields the log folder (``None`` when verbose)."""
+    """See the module docstring. Yields the log folder (``None`` when verbose). Also sets the
+    log level of raymix's own records: ``RAYMIX_LOG_LEVEL``, else INFO when verbose, else
+    WARNING."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved_streams = (sys.stdout, sys.stderr)
@@ -133,6 +139,8 @@ def session(*, verbose: bool = False, json_out: bool = False, log_dir: str | Non
         sys.stdout = term_err if json_out else term_out
         sys.stderr = term_err
         _retarget_handlers(saved_streams, sys.stderr)
+        logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO" if verbose else "WARNING"),
+                            format=LOG_FORMAT)
         _state.update(quiet=not verbose, stdout=term_out, log=log_file)
         yield log_dir if not verbose else None
         if not was_initialized:

@@ -58,8 +58,6 @@ def run_job(job, run) -> int:
     from raymix.pipeline import console
 
     with console.session(verbose=job.verbose, json_out=job.json, log_dir=console.log_dir_for(job.output)):
-        logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO" if job.verbose else "WARNING"),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         init_ray(job.address)
         result = run(job)
         if job.json:

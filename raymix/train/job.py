@@ -157,17 +157,9 @@ def already_complete(job: TrainJob, previous: list[dict[str, Any]]) -> str:
 def main(job: TrainJob) -> int:
     """``raymix train`` and ``jobs/train_resnet50.py``: train, print the result as one JSON
     object on stdout (everything else on stderr; Ray's output in the log folder unless --verbose)."""
-    import logging
-    import os
-    import tempfile
-
     from raymix.pipeline import console
 
-    local = job.storage is None or "://" not in job.storage or job.storage.startswith("file://")
-    log_dir = (console.log_dir_for(run_folder(job)) if local and job.name
-               else tempfile.mkdtemp(prefix="raymix-logs-"))
+    log_dir = console.log_dir_for(run_folder(job)) if job.name else None
     with console.session(verbose=job.verbose, json_out=True, log_dir=log_dir):
-        logging.basicConfig(level=os.environ.get("RAYMIX_LOG_LEVEL", "INFO" if job.verbose else "WARNING"),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         console.emit(run(job))
     return 0
