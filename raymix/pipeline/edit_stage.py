@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ import torch
 from raymix import schema
 from raymix.models.editor import DEFAULT_MODEL, InstructPix2PixEditor
 from raymix.ops.rng import sample_generator
-from raymix.pipeline.rows import EDIT_PARAMS, EDITED, PROMPT, images_to_rows
+from raymix.pipeline.rows import EDIT_PARAMS, EDITED, PROMPT, images_to_rows, source_keys
 
 __all__ = ["EditStage", "EDITED", "PROMPT", "EDIT_PARAMS"]
 
@@ -77,7 +76,7 @@ class EditStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Edit every row of a numpy batch; see the class docstring for the contract."""
         n = len(batch[schema.IMAGE])
-        keys = _key_column(batch)
+        keys = source_keys(batch)
         replicas = [int(r) for r in batch.get(schema.REPLICA, np.zeros(n, dtype=np.int64))]
         stage = [str(s) for s in batch.get(schema.STAGE, [""] * n)]
         reason = [str(s) for s in batch.get(schema.REASON, [""] * n)]
@@ -168,13 +167,6 @@ class EditStage:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _key_column(batch: Mapping[str, np.ndarray]) -> list[str]:
-    for name in (schema.SOURCE_KEY, schema.KEY):
-        if name in batch:
-            return [str(k) for k in batch[name]]
-    raise KeyError("the editor needs a 'source_key' or 'key' column to seed each row")
 
 
 def _as_rgb_uint8(image) -> tuple[np.ndarray | None, str]:

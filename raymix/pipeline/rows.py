@@ -41,7 +41,8 @@ from raymix import registry, schema
 from raymix.ops.rng import sample_generator
 from raymix.ops.tensors import nchw_to_nhwc, nhwc_to_nchw
 
-__all__ = ["MethodStage", "OUTPUT_COLUMNS", "expand_replicas", "column", "rows_to_images", "images_to_rows", "error_reason"]
+__all__ = ["MethodStage", "OUTPUT_COLUMNS", "expand_replicas", "column", "source_keys", "rows_to_images",
+           "images_to_rows", "error_reason"]
 
 #: The columns :class:`MethodStage` writes, in order.
 OUTPUT_COLUMNS = (schema.IMAGE, schema.KEY, schema.SOURCE_KEY, schema.METHOD, schema.REPLICA, schema.PARAMS,
@@ -62,6 +63,15 @@ def column(batch: Mapping[str, Any], name: str, n: int, default) -> list:
         return [default] * n
     values = batch[name]
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def source_keys(batch: Mapping[str, Any]) -> list[str]:
+    """The source key of every row of a pair-stage batch: ``source_key`` (rows already
+    expanded per replica), else ``key``; these seed each row's generators."""
+    for name in (schema.SOURCE_KEY, schema.KEY):
+        if name in batch:
+            return [str(k) for k in batch[name]]
+    raise KeyError("the batch needs a 'source_key' or 'key' column to seed each row")
 
 
 def rows_to_images(images) -> list[np.ndarray]:
@@ -316,8 +326,7 @@ class MethodStage:
         """
         method, name, keep = self.method, self.method.name, self.keep_intermediates
         n = len(batch[schema.KEY])
-        source_keys = [str(k) for k in column(batch, schema.SOURCE_KEY if schema.SOURCE_KEY in batch else schema.KEY,
-                                              n, "")]
+        keys = source_keys(batch)
         images = rows_to_images(batch[schema.IMAGE])
         edited = rows_to_images(batch[EDITED]) if EDITED in batch else [None] * n
         replicas = [int(r) for r in column(batch, schema.REPLICA, n, 0)]
@@ -346,7 +355,7 @@ class MethodStage:
                 x, e = nhwc_to_nchw(blocks[0]), nhwc_to_nchw(blocks[1])
             else:
                 x, e = _to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows])
-            params = [method.make_params(self._generator(source_keys[i], replicas[i], epochs[i]), x.shape[-2:])
+            params = [method.make_params(self._generator(keys[i], replicas[i], epochs[i]), x.shape[-2:])
                       for i in rows]
             if keep:
                 out, hyb = method.apply_with_hybrids(x, params, e)
@@ -378,7 +387,7 @@ class MethodStage:
                 if keep:
                     blank = edited[i] if edited[i] is not None else images[i]
                     more.update(generated=blank, hybrid=images[i])
-                out.add(images[i], source_keys[i], source_keys[i], name, replicas[i], "{}", self.seed, meta,
+                out.add(images[i], keys[i], keys[i], name, replicas[i], "{}", self.seed, meta,
                         stage, reason, **more)
                 continue
             image, info, hyb = result
@@ -387,6 +396,6 @@ class MethodStage:
             params = {**info, PROMPT: prompts[i]}
             if edit_params[i]:
                 params["edit"] = json.loads(edit_params[i])  # the editing stage's provenance
-            out.add(image, schema.output_key(source_keys[i], name, replicas[i]), source_keys[i], name,
+            out.add(image, schema.output_key(keys[i], name, replicas[i]), keys[i], name,
                     replicas[i], json.dumps(params), self.seed, meta, "", "", **more)
         return out.columns(images=whole_block)
