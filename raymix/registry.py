@@ -223,10 +223,10 @@ register_method(MethodEntry(
     name="miamix", target="raymix.methods.miamix:MiAMix", kind="batch", device="gpu",
     title="MiAMix (Liang et al., Processes 2023)",
 ))
-# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. Its compositing
-# is a masked blend like DiffuseMix's mixing step, whose measured rate stands in for it.
+# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. The "pair" is the
+# image and its generated background; the compositing (CPU) pastes the subject on it.
 register_method(MethodEntry(
-    name="aga", target=None, kind="pair", device="cpu",
+    name="aga", target="raymix.methods.aga:AGA", kind="pair", device="cpu",
     title="AGA (Rahat et al., 2024)",
     gpu_models=("grounding_dino_t", "sam_vit_h", "llama2_13b_caption", "sdxl_background"),
     gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=4999.0,

@@ -91,6 +91,13 @@ class MixingMethod:
     fractal_grayscale: ClassVar[bool] = False
     fractal_flip: ClassVar[bool] = False
     salt: ClassVar[str] = ""
+    #: A ``"pair"`` method's inputs in a Ray batch (:class:`raymix.pipeline.rows.MethodStage`):
+    #: the column of its second image (DiffuseMix: the edit; AGA: the background), the column of
+    #: a per-row mask passed as ``masks=`` (``None``: none), and the JSON columns an earlier
+    #: stage wrote, kept in the row's ``params`` under the given keys.
+    pair_column: ClassVar[str] = "edited"
+    mask_column: ClassVar[str | None] = None
+    pair_provenance: ClassVar[dict[str, str]] = {"edit_params": "edit"}
 
     def __init__(self, *, seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None,
                  bank_seed: int = 0, chunk_size: int = 32):
