@@ -63,7 +63,7 @@ def test_captions_never_mention_a_word_to_avoid():
         assert check_caption(draw.template, avoid) and draw.template.startswith("A photo of ")
         assert "do not mention: " in draw.prompt and "chickadee" in draw.prompt  # 16 words: all listed
         llm = None if i % 7 == 0 else outputs[i % len(outputs)]
-        caption, source, why = engine.choose(draw, llm)
+        caption, source, why = engine.choose(draw.template, llm)
         assert check_caption(caption, avoid), (llm, caption)
         sources.append(source)
         if source == "template-fallback":

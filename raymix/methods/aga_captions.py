@@ -187,19 +187,20 @@ class CaptionEngine:
         prompt = f"{ins} {bgr} {temp}." + PROMPT_TAIL.format(avoid=", ".join(words) if words else "people, animals")
         return CaptionDraw(ins, bgr, temp, prompt, TEMPLATE.format(background=bgr, temporal=temp))
 
-    def choose(self, draw: CaptionDraw, llm_output: str | None) -> tuple[str, str, str]:
-        """The caption of a sample: ``(caption, source, why)``.
+    def choose(self, template: str, llm_output: str | None) -> tuple[str, str, str]:
+        """The caption of a sample from its draw's ``template`` caption and the LLM's answer:
+        ``(caption, source, why)``.
 
         ``llm_output`` ``None`` (no LLM): the template caption, source ``"template"``. Else the
         cleaned LLM caption (source ``"llm"``) when it passes :func:`check_caption`; otherwise
         the template caption, source ``"template-fallback"`` and ``why`` (``"empty"`` or the
         words it mentioned)."""
         if llm_output is None:
-            return draw.template, "template", ""
+            return template, "template", ""
         text = clean_llm_output(llm_output)
         if not text:
-            return draw.template, "template-fallback", "empty"
+            return template, "template-fallback", "empty"
         bad = mentioned(text, self.avoid)
         if bad:
-            return draw.template, "template-fallback", "mentions " + ", ".join(bad)
+            return template, "template-fallback", "mentions " + ", ".join(bad)
         return text, "llm", ""

@@ -85,6 +85,26 @@ def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     return JobInput(ds, plan, counter, skipped=len(done))
 
 
+def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallback: bool, what: str
+                    ) -> tuple[dict, int | None]:
+    """Ray resources of one model actor and the largest pool (``max_actors``, else the GPUs the
+    cluster has now / ``gpus_per_actor``).
+
+    With no GPU in the cluster, a model that can run on a CPU (``cpu_fallback``: the tiny
+    random-weight builds) gets one CPU per actor: what a laptop needs. A real model on a cluster
+    with no GPU node *yet* (autoscaling from zero) gets an unbounded pool that grows as GPU
+    nodes join, unless ``max_actors`` caps it.
+    """
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor > 0 and (cluster_gpus > 0 or not cpu_fallback):
+        if cluster_gpus == 0:
+            log.warning("no GPU in the cluster yet; %s actors wait for GPU nodes to join", what)
+            return {"num_gpus": gpus_per_actor}, max_actors
+        return {"num_gpus": gpus_per_actor}, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
+    log.info("%s on CPU", what)
+    return {"num_cpus": 1}, max_actors or 1
+
+
 def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:
     """Encoded bytes -> ``uint8 (N, size, size, 3)``; bad rows carry a reason (CPU tasks)."""
     return ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="numpy", batch_size=CPU_BATCH)
