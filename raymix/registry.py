@@ -255,6 +255,11 @@ register_job(JobEntry(
     script="jobs/diffusemix_imagenet.py",
 ))
 register_job(JobEntry(
+    name="aga", settings="raymix.pipeline.specs:AGAJob", run="raymix.pipeline.aga:main",
+    help="AGA over a dataset: subject boxes and masks, captions, generated backgrounds (GPU), compositing (CPU)",
+    script="jobs/aga_imagenet.py",
+))
+register_job(JobEntry(
     name="train", settings="raymix.train.job:TrainJob", run="raymix.train.job:main",
     help="train a classifier with Ray Train on original and augmented data, online methods, MiAMix",
     script="jobs/train_resnet50.py",

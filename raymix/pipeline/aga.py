@@ -30,9 +30,8 @@ import logging
 import ray
 
 from raymix.methods.aga_captions import CaptionEngine, avoid_words
-from raymix.models.aga_options import RANDOM_MODEL_NAMES
 from raymix.pipeline import runtime, stages
-from raymix.pipeline.aga_captions import choose_captions, draw_captions, read_caption_sets
+from raymix.pipeline.aga_rows import choose_captions, draw_captions, read_caption_sets, subject_params
 from raymix.pipeline.aga_stages import BackgroundStage, CaptionLLMStage, SubjectStage
 from raymix.pipeline.rows import MethodStage
 from raymix.pipeline.specs import NO_LLM, AGAJob
@@ -44,9 +43,9 @@ log = logging.getLogger(__name__)
 METHOD = "aga"
 
 
-def _random(model: str) -> bool:
-    """A random-weight build (runs on a CPU when the cluster has no GPU)."""
-    return model.split("-sd15")[0] in RANDOM_MODEL_NAMES
+def _tiny(model: str) -> bool:
+    """A tiny random-weight build: it runs on a CPU when the cluster has no GPU."""
+    return model in ("tiny", "tiny-sd15")
 
 
 def _superclass_table(job: AGAJob) -> dict[str, str]:
@@ -67,7 +66,9 @@ def caption_engine(job: AGAJob, plan, table: dict[str, str]) -> CaptionEngine:
 
 
 def _pool(ds, stage, kwargs: dict, *, batch_size: int, gpus: float, actors: int | None, model: str, what: str):
-    resources, pool = stages.actor_resources(gpus, actors, cpu_fallback=_random(model), what=what)
+    # On a CPU-only machine the three tiny models take half a CPU slot each, so that with the
+    # compositing actor they leave slots for the read, decode and encode tasks (4 slots locally).
+    resources, pool = stages.actor_resources(gpus, actors, cpu_fallback=_tiny(model), what=what, cpus=0.5)
     return ds.map_batches(stage, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool), **resources)
 
@@ -96,6 +97,7 @@ def build(job: AGAJob, job_input: stages.JobInput) -> ray.data.Dataset:
                                   "storage_options": job.storage_options},
                batch_size=job.subject_batch_size, gpus=job.subject_gpus, actors=job.subject_actors,
                model=job.subject.detector, what="subject isolation")
+    ds = ds.map_batches(subject_params, batch_format="numpy", batch_size=stages.CPU_BATCH)
     ds = stages.replicate(ds, job.replicas, METHOD)
     ds = ds.map_batches(draw_captions, fn_kwargs={"engine": engine, "seed": job.seed, "descriptions": descriptions},
                         batch_format="numpy", batch_size=stages.CPU_BATCH)

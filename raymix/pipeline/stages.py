@@ -85,13 +85,13 @@ def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     return JobInput(ds, plan, counter, skipped=len(done))
 
 
-def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallback: bool, what: str
-                    ) -> tuple[dict, int | None]:
+def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallback: bool, what: str,
+                    cpus: float = 1.0) -> tuple[dict, int | None]:
     """Ray resources of one model actor and the largest pool (``max_actors``, else the GPUs the
     cluster has now / ``gpus_per_actor``).
 
     With no GPU in the cluster, a model that can run on a CPU (``cpu_fallback``: the tiny
-    random-weight builds) gets one CPU per actor: what a laptop needs. A real model on a cluster
+    random-weight builds) gets ``cpus`` per actor: what a laptop needs. A real model on a cluster
     with no GPU node *yet* (autoscaling from zero) gets an unbounded pool that grows as GPU
     nodes join, unless ``max_actors`` caps it.
     """
@@ -102,7 +102,7 @@ def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallba
             return {"num_gpus": gpus_per_actor}, max_actors
         return {"num_gpus": gpus_per_actor}, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
     log.info("%s on CPU", what)
-    return {"num_cpus": 1}, max_actors or 1
+    return {"num_cpus": cpus}, max_actors or 1
 
 
 def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:

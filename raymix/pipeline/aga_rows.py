@@ -1,6 +1,7 @@
-"""AGA's captions on Ray Data rows: draw each replica's combination, then pick its caption.
+"""AGA's CPU row steps between its model stages: the subject's provenance, each replica's caption.
 
-Rahat et al., AGA (2024), Sec. 4.2: :class:`raymix.methods.aga_captions.CaptionEngine` draws
+Rahat et al., AGA (2024). :func:`subject_params` keeps what the subject stage found (Sec. 4.1)
+as JSON for the written row. Captions (Sec. 4.2): :class:`raymix.methods.aga_captions.CaptionEngine` draws
 an instruction, a background and a temporal entry per sample; this module does it per row
 (``sample_generator(seed, source_key, replica, salt="caption-draw")``), writes the LLM prompt
 and the template caption, and after the LLM stage checks its answer against the words to
@@ -18,16 +19,40 @@ import numpy as np
 from raymix import schema
 from raymix.methods.aga_captions import SET_NAMES, CaptionEngine, CaptionSets, default_sets, parse_set
 from raymix.ops.rng import sample_generator
+from raymix.pipeline.aga_stages import (
+    CAPTION, CAPTION_PROMPT, CAPTION_RAW, SUBJECT_AREA, SUBJECT_BOX, SUBJECT_BOXES, SUBJECT_SCORE, SUBJECT_STATUS,
+    SUPERCLASS,
+)
 from raymix.pipeline.rows import column, source_keys
 
-__all__ = ["CAPTION_PROMPT", "CAPTION", "CAPTION_RAW", "CAPTION_PARAMS", "read_caption_sets", "draw_captions",
+__all__ = ["SUBJECT_PARAMS", "CAPTION_PARAMS", "subject_params", "read_caption_sets", "draw_captions",
            "choose_captions"]
 
-CAPTION_PROMPT = "caption_prompt"  # the LLM's input
-CAPTION = "caption"  # the background's caption (the template until an LLM's answer replaces it)
-CAPTION_RAW = "caption_raw"  # the LLM's answer, as it came
-CAPTION_PARAMS = "caption_params"  # JSON provenance: the draw, the source, the raw answer
-SUPERCLASS = "superclass"
+SUBJECT_PARAMS = "subject_params"  # JSON provenance of the subject stage, kept in each row's params
+CAPTION_PARAMS = "caption_params"  # JSON provenance: the draw, the source, the LLM's raw answer
+
+
+def subject_params(batch: dict) -> dict:
+    """Add ``subject_params``: each row's subject provenance as JSON (the superclass prompted, the
+    box ``[x0, y0, x1, y1]`` or ``None``, its score, the boxes found, the mask's area fraction and
+    the status, e.g. ``"ok"`` or ``"no-box:whole-image"``); the composite keeps it under ``"subject"``."""
+    n = len(batch[schema.KEY])
+    reasons = batch.get(schema.REASON, [""] * n)
+    out = []
+    for i in range(n):
+        if reasons[i]:
+            out.append("")
+            continue
+        box = np.asarray(batch[SUBJECT_BOX][i], dtype=np.float64)
+        out.append(json.dumps({
+            "superclass": str(batch[SUPERCLASS][i]),
+            "box": None if np.isnan(box).any() else [round(float(v), 1) for v in box],
+            "score": round(float(batch[SUBJECT_SCORE][i]), 4),
+            "boxes_found": int(batch[SUBJECT_BOXES][i]),
+            "mask_area": round(float(batch[SUBJECT_AREA][i]), 4),
+            "status": str(batch[SUBJECT_STATUS][i]),
+        }))
+    return {**batch, SUBJECT_PARAMS: np.array(out, dtype=object)}
 
 
 def read_caption_sets(instructions: str | None = None, backgrounds: str | None = None, temporal: str | None = None,
