@@ -27,7 +27,7 @@ import zipfile
 from collections import deque
 from pathlib import Path
 
-__all__ = ["SUPERCLASSES", "GENERIC_SUPERCLASSES", "read_wordnet", "read_synsets", "superclass_table", "main"]
+__all__ = ["SUPERCLASSES", "GENERIC_SUPERCLASSES", "OTHER_SENSES", "read_wordnet", "read_synsets", "superclass_table", "main"]
 
 DEFAULT_WORDNET = "/usr/share/wordnet/data.noun"
 TIMM_SYNSETS = "timm/data/_info/imagenet_synsets.txt"
@@ -60,6 +60,10 @@ SUPERCLASSES = {
     "building": "building", "bridge": "bridge", "computer": "computer", "clock": "clock", "lamp": "lamp",
     "ball": "ball", "toy": "toy",
 }
+
+#: Synsets whose lemmas are not read as superclass names: the sense is another one
+#: ("toy dog, toy" is a dog, not a plaything; "spiny lobster" is also called "crayfish").
+OTHER_SENSES = {"02085374", "01984695"}
 
 #: Broad superclasses, used only for a synset with no hypernym in :data:`SUPERCLASSES` (WordNet
 #: also files a greyhound under "racer" and so under "animal"; it is a dog first).
@@ -120,8 +124,10 @@ def _nearest(offset: str, wordnet, names: dict[str, str]) -> str | None:
                 for lemma in ((lemmas,) if isinstance(lemmas, str) else lemmas)}
     seen, queue = {offset}, deque([offset])
     while queue:
-        lemmas, hypernyms = wordnet[queue.popleft()]
-        found = next((by_lemma[lemma.lower()] for lemma in lemmas if lemma.lower() in by_lemma), None)
+        current = queue.popleft()
+        lemmas, hypernyms = wordnet[current]
+        found = None if current in OTHER_SENSES else next(
+            (by_lemma[lemma.lower()] for lemma in lemmas if lemma.lower() in by_lemma), None)
         if found:
             return found
         for h in hypernyms:
