@@ -83,7 +83,7 @@ def test_user_superclass_file(subject_models, tmp_path):
 
 
 def test_background_stage_noise_comes_from_the_row():
-    stage = BackgroundStage("tiny", seed=3, steps=2)
+    stage = BackgroundStage("tiny", seed=3, steps=1)
     batch = _batch(["a", "a", "a"], sizes=[(40, 48), (40, 48), (24, 32)])
     batch.update(caption=np.array(["a forest", "a forest", "a beach"], dtype=object),
                  source_key=batch["key"], replica=np.array([0, 1, 0]), reason=np.array(["", "", "x"], dtype=object))
@@ -115,7 +115,7 @@ def test_stages_on_fake_gpus(ray_cluster):
         SubjectStage, fn_constructor_kwargs=dict(detector="tiny", segmenter="tiny"), batch_size=2,
         num_gpus=0.5, compute=ray.data.ActorPoolStrategy(size=1),
     ).map_batches(
-        BackgroundStage, fn_constructor_kwargs=dict(model="tiny", seed=0, steps=2), batch_size=2,
+        BackgroundStage, fn_constructor_kwargs=dict(model="tiny", seed=0, steps=1), batch_size=2,
         num_gpus=0.5, compute=ray.data.ActorPoolStrategy(size=1),
     )
     out = sorted(ds.take_all(), key=lambda r: r["key"])
