@@ -55,12 +55,14 @@ def load_text_to_image(model: str = DEFAULT_BACKGROUND_MODEL, *, device="cpu", d
     if model in RANDOM_TEXT_TO_IMAGE:
         family, size = RANDOM_TEXT_TO_IMAGE[model]
         return build_random_text_to_image(family, size, seed=seed, device=device, dtype=dtype)
-    from diffusers import AutoPipelineForText2Image
+    from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
     path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
+    components = DiffusionPipeline.load_config(path)  # model_index.json
+    no_checker = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe = AutoPipelineForText2Image.from_pretrained(
         path, dtype=dtype, use_safetensors=True, variant=variant,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        **(no_checker if "safety_checker" in components else {}),
     )
     if getattr(pipe, "watermark", None) is not None:
         pipe.watermark = None

@@ -59,12 +59,13 @@ class CaptionLLM:
     Keywords: the fields of :class:`~raymix.models.aga_options.CaptionLLMOptions` (``model``,
     ``max_new_tokens``, ``temperature``, ``top_p``, ``dtype``), plus ``device``,
     ``model_seed`` (random weights), ``cache_dir``, ``storage_options``; ``model_and_tokenizer``:
-    a pair already built (benchmarks, tests). :attr:`settings` holds the sampling values used.
+    a pair already built (benchmarks, tests); ``ignore_eos``: always generate ``max_new_tokens``
+    (benchmarks: a fixed amount of work). :attr:`settings` holds the sampling values used.
     """
 
     def __init__(self, model: str = DEFAULT_LLM, *, device: str | None = None, model_seed: int = 0,
                  cache_dir: str | None = None, storage_options: Mapping[str, Any] | None = None,
-                 model_and_tokenizer=None, **options):
+                 model_and_tokenizer=None, ignore_eos: bool = False, **options):
         self.options = CaptionLLMOptions(model=model, **options)
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.options.dtype, self.device)
@@ -89,7 +90,7 @@ class CaptionLLM:
             "chat_template": self.tokenizer.chat_template is not None,
         }
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
-        self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        self._eos = set() if ignore_eos else set(eos if isinstance(eos, (list, tuple)) else [eos])
 
     def format(self, prompt: str) -> str:
         """The text the model reads: the chat template around one user message, when the tokenizer has one."""

@@ -99,7 +99,10 @@ _DETECTOR = {
                   max_position_embeddings=64),
         model=dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
                    encoder_attention_heads=2, decoder_attention_heads=2, num_queries=20, max_text_len=32,
-                   encoder_n_points=2, decoder_n_points=2),
+                   encoder_n_points=2, decoder_n_points=2,
+                   # the backbone's three levels only: an extra stride-64 level of a 64-pixel image is 1x1,
+                   # which GroupNorm refuses for a batch of one
+                   num_feature_levels=3),
         image_size={"shortest_edge": 64, "longest_edge": 96},
     ),
     "full": dict(
