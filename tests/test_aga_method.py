@@ -171,7 +171,7 @@ def test_aga_rows_through_the_row_adapter_keep_masks_and_provenance():
     for j in range(n):
         batch["subject_mask"][j] = masks[j] if j != 5 else np.zeros((31, 32), dtype=bool)  # row 5: wrong size
     batch["background"] = np.zeros((n, 40, 40, 3), dtype=np.uint8)
-    batch["prompt"] = np.array([f"A photo of place {i}." for i in range(n)], dtype=object)
+    batch["caption"] = np.array([f"A photo of place {i}." for i in range(n)], dtype=object)
     batch["subject_params"] = np.array([json.dumps({"box": [4, 8, 19, 23], "score": 0.9})] * n, dtype=object)
     batch["caption_params"] = np.array([json.dumps({"source": "template"})] * n, dtype=object)
     stage = MethodStage("aga", {"max_angle": 0.0, "scale": (1.0, 1.0), "flip_p": 0.0}, seed=2)

@@ -74,6 +74,7 @@ class AGA(MixingMethod):
     name = "aga"
     salt = "composite"
     pair_column: ClassVar[str] = BACKGROUND
+    prompt_column: ClassVar[str] = "caption"
     mask_column: ClassVar[str | None] = SUBJECT_MASK
     pair_provenance: ClassVar[dict[str, str]] = {"subject_params": "subject", "caption_params": "caption"}
 

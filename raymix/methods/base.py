@@ -93,9 +93,11 @@ class MixingMethod:
     salt: ClassVar[str] = ""
     #: A ``"pair"`` method's inputs in a Ray batch (:class:`raymix.pipeline.rows.MethodStage`):
     #: the column of its second image (DiffuseMix: the edit; AGA: the background), the column of
-    #: a per-row mask passed as ``masks=`` (``None``: none), and the JSON columns an earlier
-    #: stage wrote, kept in the row's ``params`` under the given keys.
+    #: the text that made it (recorded as ``prompt``), the column of a per-row mask passed as
+    #: ``masks=`` (``None``: none), and the JSON columns an earlier stage wrote, kept in the
+    #: row's ``params`` under the given keys.
     pair_column: ClassVar[str] = "edited"
+    prompt_column: ClassVar[str] = "prompt"
     mask_column: ClassVar[str | None] = None
     pair_provenance: ClassVar[dict[str, str]] = {"edit_params": "edit"}
 

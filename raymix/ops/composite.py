@@ -16,6 +16,8 @@ Gaussian of that sigma in pixels), leaving the outside of the mask all backgroun
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -75,16 +77,24 @@ def transform_subject(image: torch.Tensor, mask: torch.Tensor, *, flip: bool = F
             image, mask = _shift(image, dx, dy), _shift(mask, dx, dy)
         return image, mask
     # Pixel i covers [i, i + 1): the box centre is the middle of its outer edges.
-    center = [(x0 + x1 + 1) / 2, (y0 + y1 + 1) / 2]
-    alpha = mask.to(torch.float32).unsqueeze(0)
-    premultiplied = torch.cat([image.to(torch.float32) * alpha, alpha])
-    moved = TF.affine(premultiplied, angle=float(angle), translate=[float(shift[0]), float(shift[1])],
+    cx, cy = (x0 + x1 + 1) / 2, (y0 + y1 + 1) / 2
+    # Work on the part of the frame the subject comes from or can land in: the box, and the disc
+    # its corners sweep (half its diagonal, scaled) around the shifted centre; 2 pixels of margin.
+    h, w = mask.shape
+    reach = math.hypot(x1 + 1 - x0, y1 + 1 - y0) / 2 * scale + 2
+    tx, ty = cx + shift[0], cy + shift[1]
+    rx0, ry0 = max(0, min(x0, math.floor(tx - reach))), max(0, min(y0, math.floor(ty - reach)))
+    rx1, ry1 = min(w, max(x1 + 1, math.ceil(tx + reach))), min(h, max(y1 + 1, math.ceil(ty + reach)))
+    alpha = mask[ry0:ry1, rx0:rx1].to(torch.float32).unsqueeze(0)
+    premultiplied = torch.cat([image[:, ry0:ry1, rx0:rx1].to(torch.float32) * alpha, alpha])
+    moved = TF.affine(premultiplied, angle=-float(angle), translate=[float(shift[0]), float(shift[1])],
                       scale=float(scale), shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR,
-                      center=center)
+                      center=[cx - rx0, cy - ry0])
     weight = moved[3]
-    colour = moved[:3] / weight.clamp_min(1e-6)
-    out_mask = weight >= 0.5
-    return colour.round_().clamp_(0, 255).to(torch.uint8), out_mask
+    out_image, out_mask = torch.zeros_like(image), torch.zeros_like(mask)
+    out_image[:, ry0:ry1, rx0:rx1] = (moved[:3] / weight.clamp_min(1e-6)).round_().clamp_(0, 255).to(torch.uint8)
+    out_mask[ry0:ry1, rx0:rx1] = weight >= 0.5
+    return out_image, out_mask
 
 
 def paste(subject: torch.Tensor, mask: torch.Tensor, background: torch.Tensor, *, feather: float = 0.0

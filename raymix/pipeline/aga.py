@@ -66,8 +66,9 @@ def caption_engine(job: AGAJob, plan, table: dict[str, str]) -> CaptionEngine:
 
 
 def _pool(ds, stage, kwargs: dict, *, batch_size: int, gpus: float, actors: int | None, model: str, what: str):
-    # On a CPU-only machine the three tiny models take half a CPU slot each, so that with the
-    # compositing actor they leave slots for the read, decode and encode tasks (4 slots locally).
+    # Each model actor reserves half a CPU slot (on a GPU node beside its GPU share; on a CPU-only
+    # machine, for a tiny model), so that with the compositing actor the three pools leave slots
+    # for the read, decode and encode tasks (4 slots locally).
     resources, pool = stages.actor_resources(gpus, actors, cpu_fallback=_tiny(model), what=what, cpus=0.5)
     return ds.map_batches(stage, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool), **resources)

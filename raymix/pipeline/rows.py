@@ -330,7 +330,8 @@ class MethodStage:
         Input columns: ``key`` (or ``source_key``), ``image``, the method's second image
         (``method.pair_column``: ``edited`` for DiffuseMix, ``background`` for AGA), its mask
         column if it has one (``method.mask_column``, AGA's ``subject_mask``; bool ``HxW``),
-        ``replica``, ``prompt``, ``label``, ``class_name``, ``source``, optional JSON provenance
+        ``replica``, the text that made the second image (``method.prompt_column``: ``prompt``,
+        AGA's ``caption``; output as ``prompt``), ``label``, ``class_name``, ``source``, optional JSON provenance
         columns of earlier stages (``method.pair_provenance``: DiffuseMix's ``edit_params`` is
         kept under ``"edit"`` in ``params``), ``stage``, ``reason`` and ``epoch``. Output:
         :data:`OUTPUT_COLUMNS` and ``prompt`` (with ``keep_intermediates``: ``generated``,
@@ -345,7 +346,7 @@ class MethodStage:
         mask_column = method.mask_column if method.mask_column in batch else None
         masks = [np.asarray(m) for m in batch[mask_column]] if mask_column else [None] * n
         replicas = [int(r) for r in column(batch, schema.REPLICA, n, 0)]
-        prompts = [str(p) for p in column(batch, PROMPT, n, "")]
+        prompts = [str(p) for p in column(batch, method.prompt_column, n, "")]
         provenance = {key: column(batch, col, n, "") for col, key in method.pair_provenance.items()}
         reasons = column(batch, schema.REASON, n, "")
         stages = column(batch, schema.STAGE, n, "")

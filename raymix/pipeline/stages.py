@@ -91,16 +91,18 @@ def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallba
     cluster has now / ``gpus_per_actor``).
 
     With no GPU in the cluster, a model that can run on a CPU (``cpu_fallback``: the tiny
-    random-weight builds) gets ``cpus`` per actor: what a laptop needs. A real model on a cluster
+    random-weight builds) gets ``cpus`` per actor: what a laptop needs. A GPU actor reserves
+    ``cpus`` too (Ray Data's default would be one). A real model on a cluster
     with no GPU node *yet* (autoscaling from zero) gets an unbounded pool that grows as GPU
     nodes join, unless ``max_actors`` caps it.
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     if gpus_per_actor > 0 and (cluster_gpus > 0 or not cpu_fallback):
+        gpu = {"num_gpus": gpus_per_actor, "num_cpus": cpus}
         if cluster_gpus == 0:
             log.warning("no GPU in the cluster yet; %s actors wait for GPU nodes to join", what)
-            return {"num_gpus": gpus_per_actor}, max_actors
-        return {"num_gpus": gpus_per_actor}, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
+            return gpu, max_actors
+        return gpu, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
     log.info("%s on CPU", what)
     return {"num_cpus": cpus}, max_actors or 1
 
