@@ -184,3 +184,19 @@ def test_aga_rows_through_the_row_adapter_keep_masks_and_provenance():
         image = np.asarray(batch["image"][j])
         assert np.array_equal(out["image"][j][masks[j]], image[masks[j]])  # identity: exact subject
         assert out["image"][j][~masks[j]].max() == 0  # black background everywhere else
+
+
+def test_ray_llm_requests_carry_the_rows_prompt_and_seed_and_keep_its_columns():
+    from raymix.models.aga_options import CaptionLLMOptions
+    from raymix.pipeline.aga_llm import _answer, chat_request, llm_seed
+    from raymix.pipeline.specs import AGAJob
+
+    job = AGAJob(input="in", output="out", seed=3, llm=CaptionLLMOptions(model="m", max_new_tokens=20, top_p=0.9))
+    row = {"key": "k/aga/1", "source_key": "k", "replica": 1, "caption_prompt": "Write ...", "reason": ""}
+    messages, sampling = chat_request(row, job)
+    assert messages == [{"role": "user", "content": "Write ..."}]
+    assert sampling == {"max_tokens": 20, "seed": llm_seed(3, "k", 1), "top_p": 0.9} and llm_seed(3, "k", 0) != sampling["seed"]
+    failed = {**row, "reason": "no-box:quarantine"}
+    assert chat_request(failed, job)[1]["max_tokens"] == 1
+    assert _answer(row, "A misty forest.") == {**row, "caption_raw": "A misty forest."}
+    assert _answer(failed, "anything")["caption_raw"] == ""

@@ -60,8 +60,10 @@ def test_model_stages_are_scheduled_on_gpu_fractions(ray_cluster):
 
 def test_job_quarantines_images_without_a_subject_then_writes_only_what_is_missing(ray_cluster, sample, tmp_path):
     out = str(tmp_path / "out")
-    # No box clears a threshold of 1: with --on-no-box quarantine the first 3 images are quarantined.
-    first = aga.run(job(sample, out, limit=3, subject={"box_threshold": 1.0, "on_no_box": "quarantine"}))
+    # No box clears a threshold of 1: with --on-no-box quarantine the first 3 images are quarantined
+    # (template captions: no LLM pool to start for rows that never reach it).
+    first = aga.run(job(sample, out, limit=3, subject={"box_threshold": 1.0, "on_no_box": "quarantine"},
+                        llm=CaptionLLMOptions(model="none")))
     assert first.reconciled and first.rows_in == 3
     assert (first.summary.written, first.summary.quarantined) == (0, 3)
     quarantine = pq.read_table(os.path.join(out, "__quarantine__")).to_pylist()

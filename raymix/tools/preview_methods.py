@@ -556,9 +556,9 @@ def _aga_section(originals, samples, models: AGAModels, *, seed, captions, title
     if names["llm"] != "none" and random_size(names["llm"]) is not None:
         randoms.append("llm")
     note = (f"Models: detector {names['detector']}, segmenter {names['segmenter']}, background "
-            f"{names['background']}, LLM {names['llm']}.")
+            f"{names['background']}, LLM {names['llm']}" + (" (template captions)." if names["llm"] == "none" else "."))
     if randoms:
-        note += (f" RANDOM weights ({', '.join(randoms)}): boxes, masks, backgrounds and LLM captions are "
-                 "stand-ins (an LLM caption that fails the check falls back to the template); run with the real "
-                 "models on a GPU to see true AGA images.")
+        note += (f" RANDOM weights ({', '.join(randoms)}): what they make (boxes, masks, backgrounds"
+                 + (", LLM captions" if "llm" in randoms else "") + ") are stand-ins; run with the real models on a "
+                 "GPU to see true AGA images.")
     return Section(title, rows, note)
