@@ -25,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from raymix.methods.base import MixingMethod, as_draws
+from raymix.methods.base import MixingMethod, as_draws, as_image_batch
 from raymix.methods.captions import number
 from raymix.ops.composite import composite
 from raymix.ops.rng import Draws
@@ -163,13 +163,7 @@ class AGA(MixingMethod):
         ``mask`` (``bool`` ``(H, W)`` or ``(N, H, W)``; ``None``: the whole image)."""
         if background is None:
             raise TypeError("AGA needs a background too: method(image, background, mask)")
-        from PIL import Image
-
-        if isinstance(background, Image.Image):
-            bg = torch.from_numpy(np.asarray(background.convert("RGB")).copy()).permute(2, 0, 1).unsqueeze(0)
-        else:
-            bg = background.as_subclass(torch.Tensor)
-            bg = bg.unsqueeze(0) if bg.ndim == 3 else bg
+        bg = as_image_batch(background)
         m = None if mask is None else torch.as_tensor(np.asarray(mask), dtype=torch.bool)
         if m is not None and m.ndim == 2:
             m = m.unsqueeze(0)

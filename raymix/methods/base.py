@@ -33,7 +33,7 @@ import torch
 from raymix.ops.rng import Draws, child_generator
 from raymix.ops.tensors import is_channels_last, nchw_to_nhwc, nhwc, nhwc_to_nchw, to_channels_last
 
-__all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "as_draws"]
+__all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "as_draws", "as_image_batch"]
 
 FractalSpec = Any  # a FractalBank, or a spec string for FractalBank.load (None = generated)
 
@@ -233,6 +233,17 @@ class MixingMethod:
 
             out = tv_tensors.wrap(out, like=inpt)
         return out
+
+
+def as_image_batch(image) -> torch.Tensor:
+    """A PIL image or a ``uint8`` ``(3, H, W)`` / ``(N, 3, H, W)`` tensor as a ``(N, 3, H, W)`` tensor
+    (a pair method's second image, given to its torchvision-style call)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).unsqueeze(0)
+    batch = image.as_subclass(torch.Tensor)
+    return batch.unsqueeze(0) if batch.ndim == 3 else batch
 
 
 def _concat(outs: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

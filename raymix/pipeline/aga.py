@@ -33,7 +33,6 @@ from raymix.methods.aga_captions import CaptionEngine, avoid_words
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.aga_rows import choose_captions, draw_captions, read_caption_sets, subject_params
 from raymix.pipeline.aga_stages import BackgroundStage, CaptionLLMStage, SubjectStage
-from raymix.pipeline.rows import MethodStage
 from raymix.pipeline.specs import NO_LLM, AGAJob
 
 __all__ = ["AGAJob", "caption_engine", "build", "stream", "run", "main"]
@@ -110,14 +109,8 @@ def build(job: AGAJob, job_input: stages.JobInput) -> ray.data.Dataset:
                                      "storage_options": job.storage_options},
                batch_size=job.background_batch_size, gpus=job.background_gpus, actors=job.background_actors,
                model=job.background.model, what="background generation")
-    ds = ds.map_batches(
-        MethodStage,
-        fn_constructor_kwargs={"method": METHOD, "options": job.composite_options(), "seed": job.seed},
-        batch_size=stages.CPU_BATCH,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, job.composite_actors)),
-        num_cpus=1,
-    )
+    ds = stages.mix(ds, {"method": METHOD, "options": job.composite_options(), "seed": job.seed},
+                    actors=job.composite_actors)
     return stages.encode(ds)
 
 

@@ -12,7 +12,7 @@ tasks); the user's set files are read here (any URI).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -20,7 +20,6 @@ import ray
 from raymix.models.editor import edit_settings
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.edit_stage import EditStage
-from raymix.pipeline.rows import MethodStage
 from raymix.pipeline.specs import DiffuseMixJob
 
 __all__ = ["DiffuseMixJob", "edit_resources", "build", "stream", "run", "main"]
@@ -53,15 +52,8 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
         **resources,
     )
     masks = {"masks": ("left", "top"), "seam": 20} if job.public_code_masks else {}
-    ds = ds.map_batches(
-        MethodStage,
-        fn_constructor_kwargs={"method": METHOD, "options": {"fractals": job.fractals, "lam": job.lam, **masks},
-                               "seed": job.seed, "keep_intermediates": job.keep_intermediates},
-        batch_size=stages.CPU_BATCH,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, job.mix_actors)),
-        num_cpus=1,
-    )
+    ds = stages.mix(ds, {"method": METHOD, "options": {"fractals": job.fractals, "lam": job.lam, **masks},
+                         "seed": job.seed, "keep_intermediates": job.keep_intermediates}, actors=job.mix_actors)
     return stages.encode(ds)
 
 

@@ -22,7 +22,7 @@ from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
 from raymix.pipeline.datasource import read_dataset
-from raymix.pipeline.rows import expand_replicas
+from raymix.pipeline.rows import MethodStage, expand_replicas
 from raymix.pipeline.specs import JobSpec
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,14 @@ def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Data
     """:func:`raymix.pipeline.rows.expand_replicas` as CPU tasks (before a pair method's model stage)."""
     return ds.map_batches(expand_replicas, fn_kwargs={"replicas": replicas, "method": method},
                           batch_format="numpy", batch_size=CPU_BATCH)
+
+
+def mix(ds: ray.data.Dataset, stage_kwargs: dict, *, actors: int, batch_size: int = CPU_BATCH) -> ray.data.Dataset:
+    """:class:`raymix.pipeline.rows.MethodStage` (``stage_kwargs``: its constructor's) as a CPU actor
+    pool of at most ``actors`` (one CPU each)."""
+    return ds.map_batches(MethodStage, fn_constructor_kwargs=stage_kwargs, batch_size=batch_size,
+                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                          num_cpus=1)
 
 
 def encode(ds: ray.data.Dataset, quality: int = JPEG_QUALITY) -> ray.data.Dataset:
