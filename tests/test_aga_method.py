@@ -195,7 +195,8 @@ def test_ray_llm_requests_carry_the_rows_prompt_and_seed_and_keep_its_columns():
     row = {"key": "k/aga/1", "source_key": "k", "replica": 1, "caption_prompt": "Write ...", "reason": ""}
     messages, sampling = chat_request(row, job)
     assert messages == [{"role": "user", "content": "Write ..."}]
-    assert sampling == {"max_tokens": 20, "seed": llm_seed(3, "k", 1), "top_p": 0.9} and llm_seed(3, "k", 0) != sampling["seed"]
+    assert sampling == {"max_tokens": 20, "seed": llm_seed(3, "k", 1), "top_p": 0.9}
+    assert llm_seed(3, "k", 0) != sampling["seed"]
     failed = {**row, "reason": "no-box:quarantine"}
     assert chat_request(failed, job)[1]["max_tokens"] == 1
     assert _answer(row, "A misty forest.") == {**row, "caption_raw": "A misty forest."}

@@ -135,8 +135,8 @@ def _preview(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "input": args.input, "seed": args.seed, "image_size": args.image_size,
             "samples": args.samples, "fractals": args.fractals, "keys": [o.key for o in originals],
             "editor": editor_name if editor is not None else None,
-            "aga_models": aga_models.names if aga_models is not None else None, "rows": len(rows), "columns": layout.columns,
-            "tile": args.tile, "boxes": layout.boxes}
+            "aga_models": aga_models.names if aga_models is not None else None, "rows": len(rows),
+            "columns": layout.columns, "tile": args.tile, "boxes": layout.boxes}
     text = {"Software": "raymix preview", "Description": f"{title}. {note}".strip(), "raymix:preview": json.dumps(meta)}
     data = encode_sheet(sheet, "JPEG" if args.out.lower().endswith((".jpg", ".jpeg")) else "PNG",
                         palette=args.palette, text=text)

@@ -49,7 +49,8 @@ PAPER_SET_SIZES = {"instructions": 3, "backgrounds": 18, "temporal": 13}
 #: still uses the whole list). The paper's ImageNet10 has 10 classes.
 MAX_PROMPT_AVOID = 32
 TEMPLATE = "A photo of {background} {temporal}."
-PROMPT_TAIL = " Describe only the place, the light and the weather; do not mention: {avoid}. Answer with the caption only."
+PROMPT_TAIL = (" Describe only the place, the light and the weather; do not mention: {avoid}."
+               " Answer with the caption only.")
 
 
 def parse_set(text: str, name: str = "set") -> tuple[str, ...]:

@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 METHOD = "aga"
 
 
-def _tiny(model: str) -> bool:
-    """A tiny random-weight build: it runs on a CPU when the cluster has no GPU."""
-    return model in ("tiny", "tiny-sd15")
+def _tiny(*models: str) -> bool:
+    """Tiny random-weight builds (``tiny``, ``tiny-sd15``, ...): they run on a CPU when the cluster has no GPU."""
+    return all(model.startswith("tiny") for model in models)
 
 
 def _superclass_table(job: AGAJob) -> dict[str, str]:
@@ -64,11 +64,12 @@ def caption_engine(job: AGAJob, plan, table: dict[str, str]) -> CaptionEngine:
     return CaptionEngine(sets, avoid_words(classes, plan.descriptions or [], supers))
 
 
-def _pool(ds, stage, kwargs: dict, *, batch_size: int, gpus: float, actors: int | None, model: str, what: str):
+def _pool(ds, stage, kwargs: dict, *, batch_size: int, gpus: float, actors: int | None, models: tuple[str, ...],
+          what: str):
     # Each model actor reserves half a CPU slot (on a GPU node beside its GPU share; on a CPU-only
     # machine, for a tiny model), so that with the compositing actor the three pools leave slots
     # for the read, decode and encode tasks (4 slots locally).
-    resources, pool = stages.actor_resources(gpus, actors, cpu_fallback=_tiny(model), what=what, cpus=0.5)
+    resources, pool = stages.actor_resources(gpus, actors, cpu_fallback=_tiny(*models), what=what, cpus=0.5)
     return ds.map_batches(stage, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool), **resources)
 
@@ -78,7 +79,7 @@ def _llm_stage(ds, job: AGAJob):
     if job.llm_engine == "transformers":
         return _pool(ds, CaptionLLMStage, {**job.llm.kwargs(), "seed": job.seed,
                                            "storage_options": job.storage_options},
-                     batch_size=job.llm_batch_size, gpus=job.llm_gpus, actors=job.llm_actors, model=job.llm.model,
+                     batch_size=job.llm_batch_size, gpus=job.llm_gpus, actors=job.llm_actors, models=(job.llm.model,),
                      what="caption LLM")
     from raymix.pipeline.aga_llm import ray_llm_processor
 
@@ -96,7 +97,7 @@ def build(job: AGAJob, job_input: stages.JobInput) -> ray.data.Dataset:
     ds = _pool(ds, SubjectStage, {**job.subject.kwargs(), "superclasses": table, "seed": job.seed,
                                   "storage_options": job.storage_options},
                batch_size=job.subject_batch_size, gpus=job.subject_gpus, actors=job.subject_actors,
-               model=job.subject.detector, what="subject isolation")
+               models=(job.subject.detector, job.subject.segmenter), what="subject isolation")
     ds = ds.map_batches(subject_params, batch_format="numpy", batch_size=stages.CPU_BATCH)
     ds = stages.replicate(ds, job.replicas, METHOD)
     ds = ds.map_batches(draw_captions, fn_kwargs={"engine": engine, "seed": job.seed, "descriptions": descriptions},
@@ -108,7 +109,7 @@ def build(job: AGAJob, job_input: stages.JobInput) -> ray.data.Dataset:
     ds = _pool(ds, BackgroundStage, {**job.background.kwargs(), "seed": job.seed,
                                      "storage_options": job.storage_options},
                batch_size=job.background_batch_size, gpus=job.background_gpus, actors=job.background_actors,
-               model=job.background.model, what="background generation")
+               models=(job.background.model,), what="background generation")
     ds = stages.mix(ds, {"method": METHOD, "options": job.composite_options(), "seed": job.seed},
                     actors=job.composite_actors)
     return stages.encode(ds)

@@ -392,7 +392,8 @@ def aga_samples(originals: Sequence[Original], samples: int, models: AGAModels, 
         i = by_key[str(rows[schema.SOURCE_KEY][j])]
         box = np.asarray(rows[SUBJECT_BOX][j], dtype=np.float64)
         sample = AGASample(originals[i].image, None if np.isnan(box).any() else tuple(float(v) for v in box),
-                           np.asarray(rows[SUBJECT_MASK][j]), str(rows[CAPTION][j]), reason=str(mixed[schema.REASON][j]))
+                           np.asarray(rows[SUBJECT_MASK][j]), str(rows[CAPTION][j]),
+                           reason=str(mixed[schema.REASON][j]))
         if not sample.reason:
             sample.background = np.asarray(rows[BACKGROUND][j])
             sample.final = np.asarray(mixed[schema.IMAGE][j])
