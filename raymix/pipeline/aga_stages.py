@@ -257,5 +257,4 @@ class BackgroundStage:
                 stage[i], reason[i] = BACKGROUND_STAGE, error
             else:
                 backgrounds[i] = image
-        return _output(batch, stage, reason,
-                       **{BACKGROUND: images_to_rows(backgrounds) if backgrounds else np.empty(0, dtype=object)})
+        return _output(batch, stage, reason, **{BACKGROUND: images_to_rows(backgrounds)})
