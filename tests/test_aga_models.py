@@ -183,6 +183,19 @@ def test_every_model_loads_from_a_local_folder(tmp_path, subject_models, text_to
                           BackgroundGenerator(pipeline=text_to_image, steps=1)(["a"], _gens(0))[0])
 
 
+def test_sam2_checkpoints_load_as_sam2(tmp_path, subject_models):
+    """A SAM 2 folder is recognised by its config and runs with Sam2Model and Sam2Processor."""
+    model, processor = build_random_segmenter("tiny", family="sam2")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    isolator = SubjectIsolator(detector_model=subject_models[0], segmenter=str(tmp_path))
+    assert type(isolator.segmenter).__name__ == "Sam2Model"
+    images = _images()[:2]
+    subjects = isolator(images, ["bird", "dog"])
+    assert [s.mask.shape for s in subjects] == [im.shape[:2] for im in images]
+    assert all(s.box is not None and s.mask_area > 0 for s in subjects)
+
+
 def test_full_size_architectures_match_the_published_ones():
     """Parameter counts on the meta device (no memory, no compute). Embedding tables are the
     in-process tokenizers' size, so text encoders are compared without them."""

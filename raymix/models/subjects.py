@@ -110,7 +110,11 @@ def load_detector(model: str = DEFAULT_DETECTOR, *, device="cpu", dtype=torch.fl
 def load_segmenter(model: str = DEFAULT_SEGMENTER, *, device="cpu", dtype=torch.float32, seed: int = 0,
                    cache_dir: str | None = None, storage_options: Mapping[str, Any] | None = None,
                    variant: str | None = None):
-    """``(SamModel or Sam2Model, processor)`` on ``device``; the config's ``model_type`` picks SAM or SAM 2."""
+    """``(SamModel or Sam2Model, processor)`` on ``device``; the config's ``model_type`` picks SAM or SAM 2
+    (``"tiny-sam2"``: a random tiny SAM 2)."""
+    if model == "tiny-sam2":
+        net, processor = build_random_segmenter("tiny", seed=seed, device=device, family="sam2")
+        return net.to(dtype), processor
     size = random_size(model)
     if size:
         net, processor = build_random_segmenter(size, seed=seed, device=device)
