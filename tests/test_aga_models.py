@@ -148,6 +148,7 @@ def test_caption_llm_is_deterministic_per_seed(causal_lm):
     a = llm(prompts, [1, 2])
     assert a == llm(prompts, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
     assert llm(prompts[:1], [3]) != a[:1]  # the seed matters
+    assert llm(prompts[1:], [2]) == a[1:]  # the shorter prompt, left-padded in the batch, alone
     assert all(isinstance(t, str) for t in a)
 
 
