@@ -88,11 +88,6 @@ def choose_box(boxes: np.ndarray, scores: np.ndarray, rule: str) -> int:
     raise ValueError(f"unknown box rule {rule!r}")
 
 
-def _from_pretrained(cls, model: str, dtype, cache_dir, storage_options, variant):
-    path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
-    return path, cls.from_pretrained(path, dtype=dtype, use_safetensors=True, variant=variant)
-
-
 def load_detector(model: str = DEFAULT_DETECTOR, *, device="cpu", dtype=torch.float32, seed: int = 0,
                   cache_dir: str | None = None, storage_options: Mapping[str, Any] | None = None,
                   variant: str | None = None):
@@ -103,7 +98,8 @@ def load_detector(model: str = DEFAULT_DETECTOR, *, device="cpu", dtype=torch.fl
         return net.to(dtype), processor
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-    path, net = _from_pretrained(GroundingDinoForObjectDetection, model, dtype, cache_dir, storage_options, variant)
+    path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
+    net = GroundingDinoForObjectDetection.from_pretrained(path, dtype=dtype, use_safetensors=True, variant=variant)
     return net.to(device).eval(), AutoProcessor.from_pretrained(path)
 
 
