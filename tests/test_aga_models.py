@@ -148,6 +148,7 @@ def test_caption_llm_is_deterministic_per_seed(causal_lm):
     a = llm(prompts, [1, 2])
     assert a == llm(prompts, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
     assert llm(prompts[:1], [3]) != a[:1]  # the seed matters
+    assert llm(prompts[1:], [2]) == a[1:]  # the shorter prompt, left-padded in the batch, alone
     assert all(isinstance(t, str) for t in a)
 
 
@@ -181,6 +182,19 @@ def test_every_model_loads_from_a_local_folder(tmp_path, subject_models, text_to
         CaptionLLM(model_and_tokenizer=causal_lm, max_new_tokens=3)(["a"], [5])
     assert np.array_equal(BackgroundGenerator(str(tmp_path / "sdxl"), steps=1)(["a"], _gens(0))[0],
                           BackgroundGenerator(pipeline=text_to_image, steps=1)(["a"], _gens(0))[0])
+
+
+def test_sam2_checkpoints_load_as_sam2(tmp_path, subject_models):
+    """A SAM 2 folder is recognised by its config and runs with Sam2Model and Sam2Processor."""
+    model, processor = build_random_segmenter("tiny", family="sam2")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    isolator = SubjectIsolator(detector_model=subject_models[0], segmenter=str(tmp_path))
+    assert type(isolator.segmenter).__name__ == "Sam2Model"
+    images = _images()[:2]
+    subjects = isolator(images, ["bird", "dog"])
+    assert [s.mask.shape for s in subjects] == [im.shape[:2] for im in images]
+    assert all(s.box is not None and s.mask_area > 0 for s in subjects)
 
 
 def test_full_size_architectures_match_the_published_ones():

@@ -22,7 +22,6 @@ as a smoke test.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 HELP = "AGA's model stages (detection+segmentation, caption LLM, SDXL backgrounds): images/s and the bound (JSON)"
@@ -56,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from raymix.bench.gpu import _emit
     from raymix.bench.mfu import device_name
     from raymix.models.backgrounds import BackgroundGenerator
     from raymix.models.caption_llm import CaptionLLM
@@ -133,10 +133,3 @@ def _time(call, batch_size: int, iters: int, device) -> dict:
     seconds = (time.perf_counter() - start) / iters
     return dict(batch_size=batch_size, seconds_per_batch=seconds, items_per_s=batch_size / seconds)
 
-
-def _emit(record: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(record), flush=True)
-        return
-    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
-    print(" ".join(f"{k}={v}" for k, v in shown.items()), flush=True)

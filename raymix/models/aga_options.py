@@ -75,7 +75,7 @@ class SubjectOptions(_Kwargs):
 
     detector: str = option(DEFAULT_DETECTOR, metavar="ID|PATH|URI", help="GroundingDINO weights: " + _MODEL_HELP)
     segmenter: str = option(DEFAULT_SEGMENTER, metavar="ID|PATH|URI",
-                            help="SAM (or SAM 2) weights: " + _MODEL_HELP)
+                            help="SAM (or SAM 2) weights: " + _MODEL_HELP + "; 'tiny-sam2' for a tiny SAM 2")
     box_threshold: float = option(0.35, help="GroundingDINO box score threshold")
     text_threshold: float = option(0.25, help="GroundingDINO text (phrase) score threshold")
     on_no_box: str = option("quarantine", choices=NO_BOX_ACTIONS,

@@ -14,9 +14,10 @@ loads as well. A tokenizer with a chat template gets the prompt as one user mess
 
 Sampling follows the model's ``generation_config`` (``do_sample``, ``temperature``,
 ``top_p``, ``top_k``) unless an option overrides it; the paper states none. Each row
-samples from its own generator (one uniform draw per token, inverse CDF on the CPU), so a
-row's caption depends on its prompt and seed, not on its batch neighbours beyond the
-floating-point rounding of a padded batch.
+samples from its own generator (one uniform per token, drawn up front on the CPU; the
+token is the inverse of the row's cumulative distribution at it), so a row's caption
+depends on its prompt and seed, not on its batch neighbours beyond the floating-point
+rounding of a padded batch.
 """
 
 from __future__ import annotations
@@ -120,12 +121,15 @@ class CaptionLLM:
         cache = DynamicCache()
         logits = self.model(input_ids=enc.input_ids, attention_mask=mask, position_ids=positions,
                             cache=cache, use_cache=True).logits[:, -1]
-        n = len(texts)
+        n, steps = len(texts), self.settings["max_new_tokens"]
+        # One uniform per row and token, drawn up front from the row's generator on the CPU (the
+        # numbers do not depend on the device), moved once: no host transfer of logits in the loop.
+        uniforms = torch.stack([torch.rand(steps, generator=g) for g in gens]).to(self.device)
         out: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
-        for _ in range(self.settings["max_new_tokens"]):
-            chosen = self._choose(logits.float().cpu(), gens)
-            for i, t in enumerate(chosen):
+        for step in range(steps):
+            ids = self._choose(logits.float(), uniforms[:, step])
+            for i, t in enumerate(ids.tolist()):
                 if not done[i]:
                     if t in self._eos:
                         done[i] = True
@@ -135,34 +139,28 @@ class CaptionLLM:
                 break
             mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
             positions = positions[:, -1:] + 1
-            ids = torch.tensor(chosen, device=self.device).unsqueeze(1)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+            logits = self.model(input_ids=ids.unsqueeze(1), attention_mask=mask, position_ids=positions,
                                 cache=cache, use_cache=True).logits[:, -1]
         return out
 
-    def _choose(self, logits: torch.Tensor, gens: list[torch.Generator]) -> list[int]:
-        """The next token of every row: greedy, or sampled with temperature, top-k and top-p from
-        one uniform draw of the row's generator."""
+    def _choose(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """The next token of every row: greedy, or sampled with temperature, top-k and top-p by
+        inverting the cumulative distribution at the row's uniform draw."""
         s = self.settings
         if not s["do_sample"]:
-            return logits.argmax(-1).tolist()
+            return logits.argmax(-1)
         logits = logits / max(s["temperature"], 1e-5)
         if s["top_k"]:
             kth = torch.topk(logits, min(s["top_k"], logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        sorted_probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
         cumulative = sorted_probs.cumsum(-1)
         if s["top_p"] < 1.0:  # keep the smallest prefix whose mass reaches top_p (at least one token)
             sorted_probs = sorted_probs.masked_fill(cumulative - sorted_probs >= s["top_p"], 0.0)
             cumulative = sorted_probs.cumsum(-1)
-        chosen = []
-        for i, g in enumerate(gens):
-            u = torch.rand((), generator=g) * cumulative[i, -1]
-            j = min(int(torch.searchsorted(cumulative[i], u.reshape(1), right=True)), cumulative.shape[-1] - 1)
-            chosen.append(int(order[i, j]))
-        return chosen
-
+        target = (uniforms * cumulative[:, -1]).unsqueeze(1)
+        j = torch.searchsorted(cumulative, target, right=True).clamp(max=cumulative.shape[-1] - 1)
+        return order.gather(1, j).squeeze(1)
 
 def _first(*values):
     return next(v for v in values if v is not None)

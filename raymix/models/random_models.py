@@ -168,8 +168,27 @@ _SEGMENTER = {
 }
 
 
-def build_random_segmenter(size: str = "tiny", *, seed: int = 0, device="cpu"):
-    """``(SamModel, SamProcessor)`` with random weights."""
+# A SAM 2 (Hiera backbone) of the same tiny size, for the SAM 2 code path.
+_SAM2_TINY = dict(
+    vision_config=dict(
+        backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=16, image_size=[64, 64],
+                             window_positional_embedding_background_size=[2, 2], blocks_per_stage=[1, 1, 2, 1],
+                             embed_dim_per_stage=[16, 32, 64, 128], num_attention_heads_per_stage=[1, 1, 1, 1],
+                             window_size_per_stage=[2, 2, 2, 2], global_attention_blocks=[3]),
+        backbone_channel_list=[128, 64, 32, 16], backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+        fpn_hidden_size=32),
+    prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4),
+    mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+)
+
+
+def build_random_segmenter(size: str = "tiny", *, seed: int = 0, device="cpu", family: str = "sam"):
+    """``(SamModel, SamProcessor)`` with random weights; ``family="sam2"``: ``(Sam2Model, Sam2Processor)``
+    (tiny only)."""
+    if family == "sam2":
+        return _random_sam2(size, seed, device)
+    if family != "sam":
+        raise ValueError(f"family must be 'sam' or 'sam2', got {family!r}")
     from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
     spec = _SEGMENTER[_check(size)]
@@ -184,6 +203,20 @@ def build_random_segmenter(size: str = "tiny", *, seed: int = 0, device="cpu"):
         size={"longest_edge": side}, pad_size={"height": side, "width": side},
         mask_size={"longest_edge": low}, mask_pad_size={"height": low, "width": low},
     ))
+    return model.eval(), processor
+
+
+def _random_sam2(size: str, seed: int, device):
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    if size != "tiny":
+        raise ValueError("a random SAM 2 is built in the tiny size only")
+    fork, device = _fork(seed, device)
+    with fork, device:
+        torch.manual_seed(seed)
+        model = Sam2Model(Sam2Config(**_SAM2_TINY))
+    processor = Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 64, "width": 64},
+                                                                 mask_size={"height": 16, "width": 16}))
     return model.eval(), processor
 
 

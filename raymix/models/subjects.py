@@ -88,11 +88,6 @@ def choose_box(boxes: np.ndarray, scores: np.ndarray, rule: str) -> int:
     raise ValueError(f"unknown box rule {rule!r}")
 
 
-def _from_pretrained(cls, model: str, dtype, cache_dir, storage_options, variant):
-    path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
-    return path, cls.from_pretrained(path, dtype=dtype, use_safetensors=True, variant=variant)
-
-
 def load_detector(model: str = DEFAULT_DETECTOR, *, device="cpu", dtype=torch.float32, seed: int = 0,
                   cache_dir: str | None = None, storage_options: Mapping[str, Any] | None = None,
                   variant: str | None = None):
@@ -103,14 +98,19 @@ def load_detector(model: str = DEFAULT_DETECTOR, *, device="cpu", dtype=torch.fl
         return net.to(dtype), processor
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-    path, net = _from_pretrained(GroundingDinoForObjectDetection, model, dtype, cache_dir, storage_options, variant)
+    path = resolve_model(model, cache_dir=cache_dir, storage_options=storage_options, variant=variant)
+    net = GroundingDinoForObjectDetection.from_pretrained(path, dtype=dtype, use_safetensors=True, variant=variant)
     return net.to(device).eval(), AutoProcessor.from_pretrained(path)
 
 
 def load_segmenter(model: str = DEFAULT_SEGMENTER, *, device="cpu", dtype=torch.float32, seed: int = 0,
                    cache_dir: str | None = None, storage_options: Mapping[str, Any] | None = None,
                    variant: str | None = None):
-    """``(SamModel or Sam2Model, processor)`` on ``device``; the config's ``model_type`` picks SAM or SAM 2."""
+    """``(SamModel or Sam2Model, processor)`` on ``device``; the config's ``model_type`` picks SAM or SAM 2
+    (``"tiny-sam2"``: a random tiny SAM 2)."""
+    if model == "tiny-sam2":
+        net, processor = build_random_segmenter("tiny", seed=seed, device=device, family="sam2")
+        return net.to(dtype), processor
     size = random_size(model)
     if size:
         net, processor = build_random_segmenter(size, seed=seed, device=device)

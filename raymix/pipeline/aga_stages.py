@@ -31,7 +31,7 @@ from raymix.models.caption_llm import CaptionLLM
 from raymix.models.subjects import SubjectIsolator
 from raymix.models.superclasses import load_superclasses, superclass_for
 from raymix.ops.rng import sample_generator
-from raymix.pipeline.edit_stage import _as_rgb_uint8
+from raymix.pipeline.edit_stage import usable_images
 from raymix.pipeline.rows import column, images_to_rows, source_keys
 
 __all__ = [
@@ -81,6 +81,18 @@ def run_split(call: Callable[[list[int]], list], rows: list[int], *, stage: str,
                 + run_split(call, rows[half:], stage=stage, device=device))
 
 
+def _quarantine_columns(batch, n: int) -> tuple[list[str], list[str]]:
+    """The rows' ``stage`` and ``reason`` (empty strings where absent)."""
+    return ([str(v) for v in column(batch, schema.STAGE, n, "")],
+            [str(v) for v in column(batch, schema.REASON, n, "")])
+
+
+def _output(batch, stage: list[str], reason: list[str], **columns: np.ndarray) -> dict[str, np.ndarray]:
+    """The input columns, the stage's new ``columns``, and the updated ``stage``/``reason``."""
+    return {**batch, **columns, schema.STAGE: np.array(stage, dtype=object),
+            schema.REASON: np.array(reason, dtype=object)}
+
+
 def _object_column(values: Sequence) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
@@ -120,21 +132,15 @@ class SubjectStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch[schema.IMAGE])
         classes = [str(c) for c in column(batch, schema.CLASS_NAME, n, "")]
-        stage = [str(s) for s in column(batch, schema.STAGE, n, "")]
-        reason = [str(s) for s in column(batch, schema.REASON, n, "")]
+        stage, reason = _quarantine_columns(batch, n)
         superclass = [superclass_for(c, self.superclasses) if c else "" for c in classes]
-        images: list[np.ndarray | None] = [None] * n
+        images, usable = usable_images(batch[schema.IMAGE], stage, reason, SEGMENT_STAGE)
         todo = []
-        for i in range(n):
-            if reason[i]:
-                continue
-            images[i], problem = _as_rgb_uint8(batch[schema.IMAGE][i])
-            if problem:
-                stage[i], reason[i] = SEGMENT_STAGE, problem
-            elif not superclass[i]:
-                stage[i], reason[i] = SEGMENT_STAGE, "no-class-name: the detector needs the row's class_name"
-            else:
+        for i in usable:
+            if superclass[i]:
                 todo.append(i)
+            else:
+                stage[i], reason[i] = SEGMENT_STAGE, "no-class-name: the detector needs the row's class_name"
 
         masks: list[np.ndarray] = [np.zeros(im.shape[:2] if im is not None else (0, 0), bool) for im in images]
         boxes = np.full((n, 4), np.nan)
@@ -154,17 +160,11 @@ class SubjectStage:
             if subject.quarantined:
                 stage[i], reason[i] = SEGMENT_STAGE, subject.status
 
-        out = dict(batch)
-        out[SUPERCLASS] = np.array(superclass, dtype=object)
-        out[SUBJECT_MASK] = _object_column(masks)
-        out[SUBJECT_BOX] = boxes
-        out[SUBJECT_SCORE] = scores
-        out[SUBJECT_AREA] = areas
-        out[SUBJECT_BOXES] = found
-        out[SUBJECT_STATUS] = np.array(status, dtype=object)
-        out[schema.STAGE] = np.array(stage, dtype=object)
-        out[schema.REASON] = np.array(reason, dtype=object)
-        return out
+        return _output(batch, stage, reason, **{
+            SUPERCLASS: np.array(superclass, dtype=object), SUBJECT_MASK: _object_column(masks),
+            SUBJECT_BOX: boxes, SUBJECT_SCORE: scores, SUBJECT_AREA: areas, SUBJECT_BOXES: found,
+            SUBJECT_STATUS: np.array(status, dtype=object),
+        })
 
 
 class CaptionLLMStage:
@@ -193,8 +193,7 @@ class CaptionLLMStage:
         keys = source_keys(batch)
         replicas = [int(r) for r in column(batch, schema.REPLICA, n, 0)]
         prompts = [str(p) for p in batch[CAPTION_PROMPT]]
-        stage = [str(s) for s in column(batch, schema.STAGE, n, "")]
-        reason = [str(s) for s in column(batch, schema.REASON, n, "")]
+        stage, reason = _quarantine_columns(batch, n)
         todo = [i for i in range(n) if not reason[i]]
         captions = [""] * n
 
@@ -206,11 +205,7 @@ class CaptionLLMStage:
                 stage[i], reason[i] = CAPTION_STAGE, error
             else:
                 captions[i] = text
-        out = dict(batch)
-        out[CAPTION_RAW] = np.array(captions, dtype=object)
-        out[schema.STAGE] = np.array(stage, dtype=object)
-        out[schema.REASON] = np.array(reason, dtype=object)
-        return out
+        return _output(batch, stage, reason, **{CAPTION_RAW: np.array(captions, dtype=object)})
 
 
 class BackgroundStage:
@@ -248,8 +243,7 @@ class BackgroundStage:
         keys = source_keys(batch)
         replicas = [int(r) for r in column(batch, schema.REPLICA, n, 0)]
         captions = [str(c) for c in batch[CAPTION]]
-        stage = [str(s) for s in column(batch, schema.STAGE, n, "")]
-        reason = [str(s) for s in column(batch, schema.REASON, n, "")]
+        stage, reason = _quarantine_columns(batch, n)
         sizes = self._sizes(batch, n)
         backgrounds = [np.zeros((0, 0, 3), np.uint8)] * n
         todo = [i for i in range(n) if not reason[i]]
@@ -263,8 +257,4 @@ class BackgroundStage:
                 stage[i], reason[i] = BACKGROUND_STAGE, error
             else:
                 backgrounds[i] = image
-        out = dict(batch)
-        out[BACKGROUND] = images_to_rows(backgrounds) if backgrounds else np.empty(0, dtype=object)
-        out[schema.STAGE] = np.array(stage, dtype=object)
-        out[schema.REASON] = np.array(reason, dtype=object)
-        return out
+        return _output(batch, stage, reason, **{BACKGROUND: images_to_rows(backgrounds)})
