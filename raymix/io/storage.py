@@ -18,11 +18,17 @@ adlfs, ``memory://``) works with its own options.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import logging
 import os
 import posixpath
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -35,7 +41,15 @@ __all__ = [
     "is_local",
     "atomic_write",
     "read_text",
+    "is_transient",
+    "retry",
+    "RetryingFile",
+    "fetch_files",
+    "DEFAULT_RETRY_SECONDS",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENV_OPTIONS = "RAYMIX_STORAGE_OPTIONS"
 S3_PROTOCOLS = ("s3", "s3a")
@@ -171,3 +185,172 @@ def atomic_write(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
     with fs.open(path, "rb") as f:
         return f.read().decode("utf-8")
+
+
+# -- reading through transient errors --
+
+#: How long one read keeps retrying a transient error before it gives up (seconds, wall
+#: clock): longer than the blips object stores and their networks have (a node's network
+#: restarting, a load balancer failing over, a throttling burst).
+DEFAULT_RETRY_SECONDS = 120.0
+_FIRST_WAIT, _MAX_WAIT = 0.5, 10.0
+_TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
+                     errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EPIPE}
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                    "InternalError", "ServiceUnavailable", "503", "500", "502", "504", "RequestLimitExceeded",
+                    "TooManyRequests", "429"}
+_TRANSIENT_NAMES = ("Timeout", "ConnectionError", "ConnectionClosed", "EndpointConnection", "ClientPayload",
+                    "ServerDisconnected", "ClientConnector", "IncompleteRead", "ResponseParserError")
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) is one that may go away on its own:
+    a refused, reset or timed-out connection, a 5xx answer, throttling. A missing file, a
+    refused permission or bad data are not."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            return False
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(err, OSError) and err.errno in _TRANSIENT_ERRNOS:
+            return True
+        if any(n in c.__name__ for c in type(err).__mro__ for n in _TRANSIENT_NAMES):
+            return True
+        response = getattr(err, "response", None)  # botocore ClientError
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                return True
+        text = str(err)
+        if any(c in text for c in ("SlowDown", "reduce your request rate", "Service Unavailable", "InternalError")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def retry(fn: Callable[[], T], what: str, seconds: float = DEFAULT_RETRY_SECONDS) -> T:
+    """``fn()``, called again after a transient error (:func:`is_transient`) with backoff
+    (0.5 s, doubling, at most 10 s between tries) until ``seconds`` have passed; then the
+    last error is raised. Other errors are raised at once."""
+    deadline = time.monotonic() + seconds
+    wait = _FIRST_WAIT
+    tries = 0
+    while True:
+        try:
+            return fn()
+        except Exception as err:
+            tries += 1
+            left = deadline - time.monotonic()
+            if not is_transient(err) or left <= 0:
+                if tries > 1:
+                    log.warning("giving up on %s after %d tries: %s", what, tries, err)
+                raise
+            log.info("retrying %s in %.1f s: %s", what, min(wait, left), err)
+            time.sleep(min(wait, left))
+            wait = min(wait * 2, _MAX_WAIT)
+
+
+class RetryingFile(io.RawIOBase):
+    """A read-only file on ``fs`` whose reads survive transient errors: the file is opened
+    again at the same position and the read repeated (:func:`retry`). What Arrow's parquet
+    reader and the tar reader read through, so a blip mid-shard costs a retry, not the shard."""
+
+    def __init__(self, fs, path: str, seconds: float = DEFAULT_RETRY_SECONDS, block_size: int | None = None):
+        self.fs, self.path, self.seconds, self.block_size = fs, path, seconds, block_size
+        self._pos = 0
+        self._f = None
+        self._f = retry(self._open, f"opening {path}", seconds)
+        self.size = self._f.size if getattr(self._f, "size", None) is not None else None
+
+    def _open(self):
+        kwargs = {"block_size": self.block_size} if self.block_size else {}
+        return self.fs.open(self.path, "rb", **kwargs)
+
+    def _again(self, op):
+        def attempt():
+            if self._f is None:
+                self._f = self._open()
+                self._f.seek(self._pos)
+            try:
+                return op(self._f)
+            except Exception:
+                f, self._f = self._f, None
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001 - the file is broken anyway
+                    pass
+                raise
+
+        return retry(attempt, f"reading {self.path}", self.seconds)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self._pos = offset
+        elif whence == 1:
+            self._pos += offset
+        else:
+            if self.size is None:
+                self.size = self._again(lambda f: f.seek(0, 2))
+            self._pos = self.size + offset
+        if self._f is not None:
+            self._f.seek(self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self._pos
+
+        def op(f):
+            f.seek(pos)
+            return f.read(n)
+
+        data = self._again(op)
+        self._pos = pos + len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._f is not None:
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+        super().close()
+
+
+def fetch_files(fs, paths: Sequence[str], threads: int = 16, seconds: float = DEFAULT_RETRY_SECONDS
+                ) -> dict[str, bytes | BaseException]:
+    """The bytes of each path (or the error that stopped it), fetched ``threads`` at a time,
+    each retried through transient errors (:func:`retry`).
+
+    One ``cat_file`` per path: fsspec's batched ``cat(list)`` expands glob characters, so a
+    file named ``a[1].jpg`` or ``b?.png`` would come back missing."""
+
+    def one(path: str):
+        try:
+            return retry(lambda: fs.cat_file(path), f"reading {path}", seconds)
+        except Exception as err:  # noqa: BLE001 - returned to the caller, who records it
+            return err
+
+    if len(paths) <= 1:
+        return {p: one(p) for p in paths}
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
