@@ -36,15 +36,20 @@ def jpeg(value: int, size: int = 8) -> bytes:
     return buf.getvalue()
 
 
-def run_steps(plan, out: str, *, skip=None, storage_options=None) -> tuple[WriteSummary, int]:
+def run_steps(plan, out: str, *, skip=None, limit=None, storage_options=None) -> tuple[WriteSummary, int]:
     """The job's steps without Ray: each shard read, decoded, encoded and written (one
-    write per block, as write tasks do). Returns the write summary and the rows read."""
+    write per block, as write tasks do), at most ``limit`` rows (``--limit``). Returns the
+    write summary and the rows read."""
     spec = output_spec(out, storage_options=storage_options, classes=plan.classes)
     prepare_output(spec)
     summary, rows_in = WriteSummary(spec.uri), 0
     skip_keys = pa.array(sorted(skip), pa.string()) if skip else None
     for shard in plan.shards:
         for table in plan.read_shard(shard, skip_keys):
+            if limit is not None:
+                table = table.slice(0, max(0, limit - rows_in))
+            if not table.num_rows:
+                continue
             rows_in += table.num_rows
             batch = {c: np.asarray(table.column(c).to_pylist(), dtype=object) for c in table.column_names}
             batch = encode_batch(decode_batch(batch, size=8))
@@ -109,6 +114,39 @@ def test_a_truncated_tar_counts_what_it_lost(tmp_path):
     # The cut sample by its own key, and a record saying the tar ends early (what followed is unknown).
     assert [(q["key"], q["reason"]) for q in records if q["key"] == "k012"] == [("k012", "unreadable")]
     assert any(q["key"].endswith("t.tar#unreadable") and q["reason"] == "unreadable" for q in records)
+
+
+def test_tars_read_header_by_header_keep_pax_and_gnu_long_names(tmp_path):
+    from raymix.io import wds
+
+    long_key = "n01440764/" + "é" * 80 + "/diffusemix/0"  # over 100 bytes: a PAX header
+    pax = wds.build_tar([(long_key, {"jpg": b"A", "cls": b"1"}), ("short", {"jpg": b"B"})])
+    gnu = io.BytesIO()
+    with tarfile.open(fileobj=gnu, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("g" * 120 + ".jpg")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"C"))
+    got = [(k, m, p) for data in (pax, gnu.getvalue()) for k, m, p in wds.read_samples(io.BytesIO(data))]
+    assert got == [(long_key, {"jpg": b"A", "cls": b"1"}, ""), ("short", {"jpg": b"B"}, ""), ("g" * 120, {"jpg": b"C"}, "")]
+
+
+def test_transient_errors_are_told_from_bad_data():
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    from raymix.io.storage import is_transient
+
+    def client_error(code, status):
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    transient = [EndpointConnectionError(endpoint_url="http://x"), ReadTimeoutError(endpoint_url="http://x"),
+                 ConnectionRefusedError(), TimeoutError(), client_error("SlowDown", 503),
+                 client_error("InternalError", 500), OSError(5, "Input/output error")]
+    wrapped = OSError("read failed")
+    wrapped.__cause__ = client_error("ServiceUnavailable", 503)
+    lasting = [FileNotFoundError("gone"), PermissionError("denied"), client_error("AccessDenied", 403),
+               ValueError("bad data"), OSError("Couldn't deserialize thrift")]
+    assert [is_transient(e) for e in [*transient, wrapped]] == [True] * (len(transient) + 1)
+    assert [is_transient(e) for e in lasting] == [False] * len(lasting)
 
 
 # -- parquet: a broken shard counts every row its footer declares ----------------------------------
@@ -195,10 +233,11 @@ def test_the_same_file_name_in_two_classes_gives_two_keys_and_a_rerun_finishes_b
     keys = [r["key"] for s in plan.shards for t in plan.read_shard(s) for r in t.to_pylist()]
     assert len(keys) == 8 and len(set(keys)) == 8
     out = str(tmp_path / "out")
-    # A first run that stops after the first shard (a --limit, a kill), then the rerun.
-    first = plan_read(str(src / "train-00000-of-00002.parquet"))
-    run_steps(first, out)
+    # A first run with --limit 4 (the first shard: the cats), then the rerun without.
+    first, _ = run_steps(plan, out, limit=4)
+    assert first.written == 4
     summary, _ = run_steps(plan, out, skip=completed_sources(out, 1))
+    assert summary.written == 4
     rows = [r for f in sorted(os.listdir(out)) if f.endswith(".parquet")
             for r in pq.read_table(os.path.join(out, f), columns=["key", "class_name"]).to_pylist()]
     assert len(rows) == 8 and len({r["key"] for r in rows}) == 8
@@ -303,3 +342,39 @@ def test_an_outage_that_outlasts_the_retries_is_recorded_as_retryable_and_the_re
         again, _ = run_steps(plan, out, skip=completed_sources(out, 1))
         assert (again.written, again.quarantined) == (n, 0)
         assert quarantine(out) == [] and len(set(written_keys(out))) == n  # no stale record left behind
+
+
+# -- the same inputs through `raymix mix` on Ray ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mix_job_over_damaged_inputs_and_duplicate_keys_reconciles_honestly(ray_cluster, tmp_path, capsys):
+    """Parquet shards with one file name in two classes next to a truncated shard, and a
+    class folder holding only a dangling link (blocks whose images are all null): no
+    crash, every row counted, and a --limit run followed by a rerun writes every class."""
+    from raymix.cli import main
+
+    src = imagefolder_parquet(tmp_path)
+    hf_parquet(src / "train-cut.parquet", 6)
+    (src / "train-cut.parquet").write_bytes((src / "train-cut.parquet").read_bytes()[:300])
+    out = tmp_path / "out"
+    args = ["mix", "--method", "augmix", "--input", str(src), "--output", str(out), "--image-size", "16", "--json"]
+    assert main([*args, "--limit", "4"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["reconciled"] and first["written"] + first["quarantined"] == first["rows_in"] == 4
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["reconciled"] and again["reasons"] == {"unreadable": 1}
+    rows = [r for f in out.glob("*.parquet") for r in pq.read_table(f, columns=["source_key", "class_name"]).to_pylist()]
+    assert len(rows) == 8 and len({r["source_key"] for r in rows}) == 8
+    assert sorted(r["class_name"] for r in rows) == ["cat"] * 4 + ["dog"] * 4
+
+    tree = tmp_path / "links"
+    (tree / "a").mkdir(parents=True)
+    (tree / "b").mkdir()
+    (tree / "a" / "x.jpg").write_bytes(jpeg(5, size=32))
+    os.symlink(tmp_path / "nowhere.jpg", tree / "b" / "y.jpg")
+    assert main(["mix", "--method", "augmix", "--input", str(tree), "--output", str(tmp_path / "fout"),
+                 "--image-size", "16", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (counts["rows_in"], counts["written"], counts["reasons"], counts["reconciled"]) == (2, 1, {"missing": 1}, True)
