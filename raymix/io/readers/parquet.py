@@ -2,14 +2,16 @@
 binary) and ``label``.
 
 Keys come from a ``key`` column when present, else the image ``path`` without extension,
-else ``<shard stem>/<row number>``; class names from a ``class_name`` column, else the
-``ClassLabel`` names in the HF schema metadata, else the plan's class list (a
-``classes.json`` beside the shards), else the label as text.
+else ``<shard stem>/<row number>``; a key that more than one row of the input would have
+is ``{key}#{shard}/{row}`` instead (:func:`index_parquet` reads every footer's keys when
+planning). Class names come from a ``class_name`` column, else the ``ClassLabel`` names in
+the HF schema metadata, else the plan's class list (a ``classes.json`` beside the shards),
+else the label as text; a label column of strings holds class names.
 
 An image struct with a ``path`` and no ``bytes`` (what ``load_dataset("imagefolder")
 .to_parquet()`` writes) is read from that path: relative to the shard's folder, or
 absolute, on the plan's filesystem (a URL with a protocol on its own filesystem); a file
-that is not there gives a row without bytes, quarantined as ``missing`` at decode.
+that is not there gives a row without bytes and reason ``missing``.
 """
 
 from __future__ import annotations
