@@ -14,6 +14,11 @@ are reached through s3fs. Settings come, lowest precedence first, from:
 
 Any other protocol with an installed fsspec backend (``gs://`` with gcsfs, ``az://`` with
 adlfs, ``memory://``) works with its own options.
+
+Reads survive storage blips: :func:`retry` repeats a call through transient errors
+(:func:`is_transient`: refused, reset or timed-out connections, 5xx answers, throttling)
+with backoff, :class:`RetryingFile` does so for every read of an open file, and
+:func:`fetch_files` for each of many small files.
 """
 
 from __future__ import annotations
