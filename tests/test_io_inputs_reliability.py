@@ -344,6 +344,17 @@ def test_an_outage_that_outlasts_the_retries_is_recorded_as_retryable_and_the_re
         assert quarantine(out) == [] and len(set(written_keys(out))) == n  # no stale record left behind
 
 
+def test_a_run_that_leaves_rows_retryable_says_it_is_not_finished():
+    from raymix.pipeline.stages import JobResult
+
+    left = JobResult(WriteSummary(written=5, quarantined=3, reasons={"retryable": 2, "corrupt": 1}), 8, 1, 1.0)
+    assert left.reconciled and left.retryable == 2 and "run the same command again" in left.unfinished()
+    down = JobResult(WriteSummary(quarantined=4, reasons={"retryable": 4}), 4, 1, 1.0)
+    assert down.nothing_written() is None and "4 input rows" in down.unfinished()  # not "check --input"
+    done = JobResult(WriteSummary(written=7, quarantined=1, reasons={"corrupt": 1}), 8, 1, 1.0)
+    assert done.unfinished() is None
+
+
 # -- the same inputs through `raymix mix` on Ray ------------------------------------------------------
 
 

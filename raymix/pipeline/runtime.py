@@ -53,8 +53,9 @@ def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
     JSON with ``job.json``; exit status 0 only when the counts reconcile, some image was
-    written (not every row quarantined) and no row is left for a rerun (``retryable``). Quiet unless ``job.verbose``: Ray's output goes to a
-    log folder (:mod:`raymix.pipeline.console`)."""
+    written (not every row quarantined) and no row is left for a rerun (``retryable``).
+    Quiet unless ``job.verbose``: Ray's output goes to a log folder
+    (:mod:`raymix.pipeline.console`)."""
     from raymix.pipeline import console
 
     with console.session(verbose=job.verbose, json_out=job.json, log_dir=console.log_dir_for(job.output)):
