@@ -16,7 +16,6 @@ import io
 import json
 import os
 import tarfile
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -128,25 +127,6 @@ def test_tars_read_header_by_header_keep_pax_and_gnu_long_names(tmp_path):
         tar.addfile(info, io.BytesIO(b"C"))
     got = [(k, m, p) for data in (pax, gnu.getvalue()) for k, m, p in wds.read_samples(io.BytesIO(data))]
     assert got == [(long_key, {"jpg": b"A", "cls": b"1"}, ""), ("short", {"jpg": b"B"}, ""), ("g" * 120, {"jpg": b"C"}, "")]
-
-
-def test_transient_errors_are_told_from_bad_data():
-    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-
-    from raymix.io.storage import is_transient
-
-    def client_error(code, status):
-        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
-
-    transient = [EndpointConnectionError(endpoint_url="http://x"), ReadTimeoutError(endpoint_url="http://x"),
-                 ConnectionRefusedError(), TimeoutError(), client_error("SlowDown", 503),
-                 client_error("InternalError", 500), OSError(5, "Input/output error")]
-    wrapped = OSError("read failed")
-    wrapped.__cause__ = client_error("ServiceUnavailable", 503)
-    lasting = [FileNotFoundError("gone"), PermissionError("denied"), client_error("AccessDenied", 403),
-               ValueError("bad data"), OSError("Couldn't deserialize thrift")]
-    assert [is_transient(e) for e in [*transient, wrapped]] == [True] * (len(transient) + 1)
-    assert [is_transient(e) for e in lasting] == [False] * len(lasting)
 
 
 # -- parquet: a broken shard counts every row its footer declares ----------------------------------

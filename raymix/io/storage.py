@@ -16,20 +16,17 @@ Any other protocol with an installed fsspec backend (``gs://`` with gcsfs, ``az:
 adlfs, ``memory://``) works with its own options.
 
 Reads survive storage blips: :func:`retry` repeats a call through transient errors
-(:func:`is_transient`: refused, reset or timed-out connections, 5xx answers, throttling)
-with backoff, :class:`RetryingFile` does so for every read of an open file, and
+(:func:`raymix.io.retry.is_transient`: refused, reset or timed-out connections, 5xx
+answers, throttling) with backoff, :class:`RetryingFile` does so for every read of an open file, and
 :func:`fetch_files` for each of many small files.
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import json
-import logging
 import os
 import posixpath
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +34,8 @@ from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from raymix.io.retry import RetryPolicy
 
 __all__ = [
     "filesystem",
@@ -46,14 +45,12 @@ __all__ = [
     "is_local",
     "atomic_write",
     "read_text",
-    "is_transient",
     "retry",
     "RetryingFile",
     "fetch_files",
     "DEFAULT_RETRY_SECONDS",
 ]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ENV_OPTIONS = "RAYMIX_STORAGE_OPTIONS"
@@ -198,64 +195,14 @@ def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
 #: clock): longer than the blips object stores and their networks have (a node's network
 #: restarting, a load balancer failing over, a throttling burst).
 DEFAULT_RETRY_SECONDS = 120.0
-_FIRST_WAIT, _MAX_WAIT = 0.5, 10.0
-_TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
-                     errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EPIPE}
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-                    "InternalError", "ServiceUnavailable", "503", "500", "502", "504", "RequestLimitExceeded",
-                    "TooManyRequests", "429"}
-_TRANSIENT_NAMES = ("Timeout", "ConnectionError", "ConnectionClosed", "EndpointConnection", "ClientPayload",
-                    "ServerDisconnected", "ClientConnector", "IncompleteRead", "ResponseParserError")
-
-
-def is_transient(err: BaseException) -> bool:
-    """Whether ``err`` (or an error it was raised from) is one that may go away on its own:
-    a refused, reset or timed-out connection, a 5xx answer, throttling. A missing file, a
-    refused permission or bad data are not."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-            return False
-        if isinstance(err, (ConnectionError, TimeoutError)):
-            return True
-        if isinstance(err, OSError) and err.errno in _TRANSIENT_ERRNOS:
-            return True
-        if any(n in c.__name__ for c in type(err).__mro__ for n in _TRANSIENT_NAMES):
-            return True
-        response = getattr(err, "response", None)  # botocore ClientError
-        if isinstance(response, dict):
-            code = str(response.get("Error", {}).get("Code", ""))
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                return True
-        text = str(err)
-        if any(c in text for c in ("SlowDown", "reduce your request rate", "Service Unavailable", "InternalError")):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 def retry(fn: Callable[[], T], what: str, seconds: float = DEFAULT_RETRY_SECONDS) -> T:
-    """``fn()``, called again after a transient error (:func:`is_transient`) with backoff
-    (0.5 s, doubling, at most 10 s between tries) until ``seconds`` have passed; then the
-    last error is raised. Other errors are raised at once."""
-    deadline = time.monotonic() + seconds
-    wait = _FIRST_WAIT
-    tries = 0
-    while True:
-        try:
-            return fn()
-        except Exception as err:
-            tries += 1
-            left = deadline - time.monotonic()
-            if not is_transient(err) or left <= 0:
-                if tries > 1:
-                    log.warning("giving up on %s after %d tries: %s", what, tries, err)
-                raise
-            log.info("retrying %s in %.1f s: %s", what, min(wait, left), err)
-            time.sleep(min(wait, left))
-            wait = min(wait * 2, _MAX_WAIT)
+    """``fn()``, called again after a transient error (:func:`raymix.io.retry.is_transient`)
+    with backoff (:class:`raymix.io.retry.RetryPolicy`: 0.5 s, doubling, at most 30 s between
+    tries, jittered) until ``seconds`` have passed; then the last error is raised. Other
+    errors are raised at once."""
+    return RetryPolicy(attempts=10_000, deadline=seconds).call(fn, what=what)
 
 
 class RetryingFile(io.RawIOBase):

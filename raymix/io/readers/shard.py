@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from raymix.io import storage, wds
+from raymix.io import wds
+from raymix.io.retry import is_transient
 from raymix.io.schema import INPUT_SCHEMA
 from raymix.schema import CLASS_NAME, IMAGE, KEY, LABEL, REASON, STAGE
 
@@ -34,7 +35,7 @@ RETRYABLE, MISSING, UNREADABLE = "retryable", "missing", "unreadable"
 
 def read_reason(err: BaseException) -> str:
     """``retryable``, ``missing`` or ``unreadable`` for an error met while reading."""
-    if storage.is_transient(err):
+    if is_transient(err):
         return RETRYABLE
     if isinstance(err, FileNotFoundError):
         return MISSING
