@@ -133,8 +133,9 @@ def scan_tar(fileobj) -> Iterator[tuple[str, object, int]]:
         if not header:
             if damaged_from is not None:
                 yield "damaged", None, damaged_from
-                yield "no-end", None, offset
-            elif zeros == 0 and offset > 0:
+                if zeros < 2:  # (after an end marker, the bytes that follow are all that is lost)
+                    yield "no-end", None, offset
+            elif zeros == 0:  # (an empty file is no tar either)
                 yield "no-end", None, offset
             return
         if len(header) < _BLOCK:
