@@ -115,6 +115,30 @@ def test_a_truncated_tar_counts_what_it_lost(tmp_path):
     assert any(q["key"].endswith("t.tar#unreadable") and q["reason"] == "unreadable" for q in records)
 
 
+def test_tar_damage_is_charged_to_the_sample_that_lost_a_member_else_counted_on_its_own():
+    from raymix.io import wds
+
+    def problems(data: bytes):
+        got = [(k, p) for k, _, p in wds.read_samples(io.BytesIO(data))]
+        return len(got), [g for g in got if g[1]]
+
+    labelled = bytearray(wds_tar(16))
+    at = member_offsets(bytes(labelled))["k008.cls"]
+    labelled[at + 148 : at + 156] = b"garbage!"  # k008 keeps its image but loses its label
+    assert problems(bytes(labelled)) == (16, [("k008", wds.DAMAGED)])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(10):  # samples of one member each: a lost header is a lost sample
+            info = tarfile.TarInfo(f"u{i}.jpg")
+            info.size = 600
+            tar.addfile(info, io.BytesIO(b"x" * 600))
+    single = bytearray(buf.getvalue())
+    at = member_offsets(bytes(single))["u5.jpg"]
+    single[at + 148 : at + 156] = b"garbage!"
+    assert problems(bytes(single)) == (10, [(str(at), wds.LOST)])
+    assert problems(b"") == (1, [("", wds.ENDS_EARLY)])
+
+
 def test_tars_read_header_by_header_keep_pax_and_gnu_long_names(tmp_path):
     from raymix.io import wds
 
