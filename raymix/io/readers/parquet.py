@@ -231,7 +231,7 @@ def index_parquet(fs, path: str, stem: str, retry_seconds: float) -> tuple[int |
 def schema_class_names(fs, path: str, source: str = "") -> list[str] | None:
     """The ``ClassLabel`` names a parquet file's HF metadata declares, if any."""
     try:
-        with fs.open(path, "rb") as f:
+        with storage.RetryingFile(fs, path) as f:
             schema = pq.ParquetFile(f).schema_arrow
         return hf_class_names(schema, label_column(schema))
     except Exception as err:
