@@ -123,7 +123,15 @@ JOBS: dict[str, JobEntry] = {}
 
 #: Default weights of each GPU model a method runs (``MethodEntry.gpu_models``): a Hugging Face
 #: id; users may give a local folder or an s3:// mirror instead.
-DEFAULT_MODELS = {"instructpix2pix": "timbrooks/instruct-pix2pix"}
+DEFAULT_MODELS = {
+    "instructpix2pix": "timbrooks/instruct-pix2pix",
+    # AGA (Rahat et al., Sec. 4-5.1): GroundingDINO (variant unstated; Swin-T as Grounded-SAM pairs it with
+    # SAM ViT-H), SAM ViT-H, Llama-2-13B-GPTQ, Stable Diffusion XL base.
+    "grounding_dino_t": "IDEA-Research/grounding-dino-tiny",
+    "sam_vit_h": "facebook/sam-vit-huge",
+    "llama2_13b_caption": "TheBloke/Llama-2-13B-GPTQ",
+    "sdxl_background": "stabilityai/stable-diffusion-xl-base-1.0",
+}
 
 
 def register_method(entry: MethodEntry) -> MethodEntry:
