@@ -68,6 +68,8 @@ __all__ = [
     "write_table",
     "committed_keys",
     "completed_sources",
+    "forget_retryable",
+    "RETRYABLE",
     "shard_stem",
     "hf_features_metadata",
 ]
@@ -78,6 +80,9 @@ QUARANTINE_DIR = "__quarantine__"
 #: Where earlier versions kept the quarantine (still read on reruns and by the resume helpers).
 LEGACY_QUARANTINE_DIRS = ("_quarantine",)
 CLASSES_FILE = "classes.json"
+#: The quarantine reason of a row the reader could not read because of a storage error
+#: that outlasted its retries (``raymix.io.readers``): not finished work, a rerun reads it again.
+RETRYABLE = "retryable"
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
 
@@ -515,7 +520,8 @@ def committed_keys(
     storage_options: dict | None = None,
 ) -> set[str]:
     """Keys (or another string column, e.g. ``source_key``; parquet only) already
-    committed under ``output_uri``, including quarantined keys when ``quarantine``. Pass
+    committed under ``output_uri``, including quarantined keys when ``quarantine`` (but
+    not those quarantined as ``retryable``: a rerun reads them again). Pass
     them to ``read_images(skip_keys=...)`` so a rerun does not redo finished work."""
     spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
@@ -530,7 +536,10 @@ def committed_keys(
                     schema = pq.read_schema(f)
                 col = column if column in schema.names else KEY
                 with fs.open(path, "rb") as f:
-                    found.update(pq.read_table(f, columns=[col]).column(col).to_pylist())
+                    table = pq.read_table(f, columns=[col, REASON] if REASON in schema.names else [col])
+                if REASON in table.column_names:  # a quarantine table: retryable rows are not done
+                    table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))
+                found.update(table.column(col).to_pylist())
             elif column == KEY:
                 found |= _part_keys(fs, path, ext)
             else:
@@ -547,7 +556,8 @@ def completed_sources(
 
     Pass them to ``read_images(skip_keys=...)`` on a rerun of a job that writes several
     replicas per input: a source with only some replicas committed is read again, and
-    the writer skips the replicas it already has.
+    the writer skips the replicas it already has. Rows quarantined as ``retryable`` (a
+    storage error outlasted the reader's retries) are not finished.
     """
     spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
@@ -564,10 +574,46 @@ def completed_sources(
             done.update(key.rsplit("/", 2)[0] for key in _part_keys(fs, path, spec.ext))
     for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:]).paths:
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=[SOURCE_KEY, REPLICA])
+            table = pq.read_table(f, columns=[SOURCE_KEY, REPLICA, REASON])
+        table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))  # not finished: read again
         for source_key, replica in zip(table.column(SOURCE_KEY).to_pylist(), table.column(REPLICA).to_pylist()):
             if replica is None or replica == WHOLE_ROW:
                 whole.add(source_key)
             else:
                 done[source_key] += 1
     return whole | {key for key, count in done.items() if count >= replicas}
+
+
+def forget_retryable(output_uri: str, *, storage_options: dict | None = None) -> int:
+    """Drop the ``retryable`` quarantine records under ``output_uri`` (what a rerun does
+    before it reads again: the rows they stand for are read again, and those that fail
+    again get fresh records); returns how many were dropped.
+
+    Each quarantine file holding such records is removed, then what else it held is
+    written again under a new name: a run killed in between leaves those other records
+    missing, never doubled, and the rows they stood for are then not finished, so the
+    next rerun reads them again."""
+    spec = output_spec(output_uri, "parquet", storage_options)
+    fs = spec.fs
+    dropped = 0
+    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:]).paths:
+        name = posixpath.basename(path)
+        match = re.search(_DIGEST_RE + "parquet$", name)
+        if not match:
+            continue
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        retryable = pc.equal(table.column(REASON), RETRYABLE)
+        n = pc.sum(retryable.cast(pa.int64())).as_py() or 0
+        if not n:
+            continue
+        kept = table.filter(pc.invert(retryable))
+        fs.rm_file(path)
+        if kept.num_rows:
+            stem = name[: match.start()]
+            new = posixpath.join(spec.quarantine_root, f"{stem}-{_digest(kept.column(KEY).to_pylist())}.parquet")
+            storage.atomic_write(fs, new, _quarantine_bytes(kept))
+        dropped += n
+    if dropped:
+        log.info("dropped %d retryable quarantine records in %s: they are read again", dropped, spec.uri)
+    return dropped

@@ -18,7 +18,7 @@ import ray
 from raymix import schema
 from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
-from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
+from raymix.io.writers import QUARANTINE_DIR, RETRYABLE, WriteSummary, completed_sources, forget_retryable
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
 from raymix.pipeline.datasource import read_dataset
@@ -71,11 +71,16 @@ class JobInput:
 
 def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     """Plan the read of ``job.input`` and open it as a Dataset. With ``resume``, leave out
-    the sources a previous run already finished under ``job.output`` (so a rerun resumes);
-    without, every row is read (the rows stream on instead of being written)."""
+    the sources a previous run already finished under ``job.output`` (so a rerun resumes;
+    rows a storage error kept from being read, quarantined as ``retryable``, are not
+    finished: their records are dropped and they are read again); without, every row is
+    read (the rows stream on instead of being written)."""
     plan = plan_read(job.input, storage_options=job.storage_options)
     done = set()
     if resume:
+        retried = forget_retryable(job.output, storage_options=job.storage_options)
+        if retried:
+            print(f"retrying: {retried} input rows that storage errors kept from being read", flush=True)
         done = completed_sources(job.output, job.replicas, format=job.format, storage_options=job.storage_options)
     if done:
         print(f"resuming: {len(done)} input rows already finished in {job.output}", flush=True)
@@ -145,12 +150,25 @@ class JobResult:
     def reconciled(self) -> bool:
         return self.summary.reconcile(self.rows_in, self.replicas)
 
+    @property
+    def retryable(self) -> int:
+        """Rows a storage error kept from being read (quarantined as ``retryable``): the
+        job is not finished until a rerun has read them."""
+        return int(self.summary.reasons.get(RETRYABLE, 0))
+
+    def unfinished(self) -> str | None:
+        """Why a rerun is needed (rows left ``retryable``); ``None`` when none is."""
+        if not self.retryable:
+            return None
+        return (f"not finished: {self.retryable} input rows could not be read because of storage errors that "
+                f"outlasted the retries (quarantined as {RETRYABLE}); run the same command again to read them")
+
     def nothing_written(self) -> str | None:
         """Why the job wrote no image although it read rows (every row quarantined); ``None``
         when it wrote some, or when an earlier run already did."""
         s = self.summary
-        if s.written or s.already_written or not s.quarantined:
-            return None
+        if s.written or s.already_written or not s.quarantined or set(s.reasons) == {RETRYABLE}:
+            return None  # (all retryable: unfinished() says what to do)
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(s.reasons.items()))
         return (f"wrote no images: all {self.rows_in} input rows were quarantined ({reasons}); "
                 f"see {posixpath.join(s.output_uri, QUARANTINE_DIR)} and check --input")
