@@ -331,9 +331,10 @@ class MethodStage:
         (``method.pair_column``: ``edited`` for DiffuseMix, ``background`` for AGA), its mask
         column if it has one (``method.mask_column``, AGA's ``subject_mask``; bool ``HxW``),
         ``replica``, the text that made the second image (``method.prompt_column``: ``prompt``,
-        AGA's ``caption``; output as ``prompt``), ``label``, ``class_name``, ``source``, optional JSON provenance
-        columns of earlier stages (``method.pair_provenance``: DiffuseMix's ``edit_params`` is
-        kept under ``"edit"`` in ``params``), ``stage``, ``reason`` and ``epoch``. Output:
+        AGA's ``caption``; output as ``prompt``), ``label``, ``class_name``, ``source``, optional
+        JSON provenance columns of earlier stages (``method.pair_provenance``: DiffuseMix's
+        ``edit_params`` is kept under ``"edit"`` in ``params``), ``stage``, ``reason`` and
+        ``epoch``. Output:
         :data:`OUTPUT_COLUMNS` and ``prompt`` (with ``keep_intermediates``: ``generated``,
         ``hybrid``).
         """
