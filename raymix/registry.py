@@ -231,13 +231,14 @@ register_method(MethodEntry(
     name="miamix", target="raymix.methods.miamix:MiAMix", kind="batch", device="gpu",
     title="MiAMix (Liang et al., Processes 2023)",
 ))
-# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. Its compositing
-# is a masked blend like DiffuseMix's mixing step, whose measured rate stands in for it.
+# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. The "pair" is the
+# image and its generated background; the compositing (CPU) pastes the subject on it, measured
+# by `raymix bench cpu --methods aga` (2026-12-06, a subject of 20% of the image).
 register_method(MethodEntry(
-    name="aga", target=None, kind="pair", device="cpu",
+    name="aga", target="raymix.methods.aga:AGA", kind="pair", device="cpu",
     title="AGA (Rahat et al., 2024)",
     gpu_models=("grounding_dino_t", "sam_vit_h", "llama2_13b_caption", "sdxl_background"),
-    gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=4999.0,
+    gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=413.0,
 ))
 
 
@@ -253,6 +254,11 @@ register_job(JobEntry(
     name="diffusemix", settings="raymix.pipeline.specs:DiffuseMixJob", run="raymix.pipeline.diffusemix:main",
     help="DiffuseMix over a dataset: InstructPix2Pix edits (GPU), fractal mixing (CPU), written as shards",
     script="jobs/diffusemix_imagenet.py",
+))
+register_job(JobEntry(
+    name="aga", settings="raymix.pipeline.specs:AGAJob", run="raymix.pipeline.aga:main",
+    help="AGA over a dataset: subject boxes and masks, captions, generated backgrounds (GPU), compositing (CPU)",
+    script="jobs/aga_imagenet.py",
 ))
 register_job(JobEntry(
     name="train", settings="raymix.train.job:TrainJob", run="raymix.train.job:main",

@@ -22,7 +22,7 @@ from raymix.io.writers import QUARANTINE_DIR, RETRYABLE, WriteSummary, completed
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
 from raymix.pipeline.datasource import read_dataset
-from raymix.pipeline.rows import expand_replicas
+from raymix.pipeline.rows import MethodStage, expand_replicas
 from raymix.pipeline.specs import JobSpec
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,28 @@ def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     return JobInput(ds, plan, counter, skipped=len(done))
 
 
+def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallback: bool, what: str,
+                    cpus: float = 1.0) -> tuple[dict, int | None]:
+    """Ray resources of one model actor and the largest pool (``max_actors``, else the GPUs the
+    cluster has now / ``gpus_per_actor``).
+
+    With no GPU in the cluster, a model that can run on a CPU (``cpu_fallback``: the tiny
+    random-weight builds) gets ``cpus`` per actor: what a laptop needs. A GPU actor reserves
+    ``cpus`` too (Ray Data's default would be one). A real model on a cluster
+    with no GPU node *yet* (autoscaling from zero) gets an unbounded pool that grows as GPU
+    nodes join, unless ``max_actors`` caps it.
+    """
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor > 0 and (cluster_gpus > 0 or not cpu_fallback):
+        gpu = {"num_gpus": gpus_per_actor, "num_cpus": cpus}
+        if cluster_gpus == 0:
+            log.warning("no GPU in the cluster yet; %s actors wait for GPU nodes to join", what)
+            return gpu, max_actors
+        return gpu, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
+    log.info("%s on CPU", what)
+    return {"num_cpus": cpus}, max_actors or 1
+
+
 def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:
     """Encoded bytes -> ``uint8 (N, size, size, 3)``; bad rows carry a reason (CPU tasks)."""
     return ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="numpy", batch_size=CPU_BATCH)
@@ -99,6 +121,14 @@ def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Data
     """:func:`raymix.pipeline.rows.expand_replicas` as CPU tasks (before a pair method's model stage)."""
     return ds.map_batches(expand_replicas, fn_kwargs={"replicas": replicas, "method": method},
                           batch_format="numpy", batch_size=CPU_BATCH)
+
+
+def mix(ds: ray.data.Dataset, stage_kwargs: dict, *, actors: int, batch_size: int = CPU_BATCH) -> ray.data.Dataset:
+    """:class:`raymix.pipeline.rows.MethodStage` (``stage_kwargs``: its constructor's) as a CPU actor
+    pool of at most ``actors`` (one CPU each)."""
+    return ds.map_batches(MethodStage, fn_constructor_kwargs=stage_kwargs, batch_size=batch_size,
+                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                          num_cpus=1)
 
 
 def encode(ds: ray.data.Dataset, quality: int = JPEG_QUALITY) -> ray.data.Dataset:
