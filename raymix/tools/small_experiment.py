@@ -3,7 +3,7 @@ several seeds, the papers' robustness measures, offline on a CPU.
 
 1. Data: scikit-learn's handwritten digits (:mod:`raymix.tools.digits`), upsampled to 32 px
    and split 2:1 (stratified), written as class folders.
-2. Training: the same small network (a CIFAR-style WideResNet, ``wrn16_1`` by default) for
+2. Training: the same small network (a CIFAR-style WideResNet, ``wrn10_1`` by default) for
    each method and seed, through :func:`raymix.train.local.local_fit`: the training data
    stage's functions and :class:`raymix.train.loop.TrainStep` in one process (Ray Train's
    start-up costs more than these runs; the images and steps are the same).
@@ -57,8 +57,8 @@ class ExperimentSettings:
     out: str
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 15
-    arch: str = "wrn16_1"
+    epochs: int = 8
+    arch: str = "wrn10_1"
     batch_size: int = 64
     lr: float = 0.1
     image_size: int = 32
@@ -66,9 +66,10 @@ class ExperimentSettings:
     limit: int | None = None
     corruptions: str = "common"
     severities: str = "1-5"
-    attack_limit: int | None = 300
+    attack_limit: int | None = 200
     eval_actors: int = 2
-    threads: int = 2
+    threads: int = 1
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -76,6 +77,8 @@ class ExperimentSettings:
             raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
         if not self.methods or not self.seeds:
             raise ValueError("give at least one method and one seed")
+        if self.jobs < 1 or self.epochs < 1:
+            raise ValueError("jobs and epochs must be at least 1")
 
 
 def train_config(settings: ExperimentSettings, method: str, seed: int):
@@ -102,29 +105,49 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_experiment(settings: ExperimentSettings) -> dict[str, Any]:
-    """Export the data, train every (method, seed), evaluate them in one pass, summarise;
-    writes ``OUT/results.{md,json}`` and ``OUT/*.png`` and returns the summary."""
+def _train_one(train: str, settings: ExperimentSettings, method: str, seed: int) -> tuple[str, float, float]:
+    """One run (in a worker process when ``jobs > 1``): ``(name, seconds, final loss)``."""
     import torch
 
-    from raymix.eval.job import EvalJob
-    from raymix.eval.job import run as run_eval
-    from raymix.tools.digits import write_digits
     from raymix.train.local import local_fit
 
     torch.set_num_threads(settings.threads)
+    name = run_name(method, seed)
+    t0 = time.perf_counter()
+    result = local_fit(train, train_config(settings, method, seed), os.path.join(settings.out, "runs", name))
+    return name, time.perf_counter() - t0, result["train_loss"]
+
+
+def run_experiment(settings: ExperimentSettings) -> dict[str, Any]:
+    """Export the data, train every (method, seed), evaluate them in one pass, summarise;
+    writes ``OUT/results.{md,json}`` and ``OUT/*.png`` and returns the summary."""
+    from raymix.eval.job import EvalJob
+    from raymix.eval.job import run as run_eval
+    from raymix.tools.digits import write_digits
+    from raymix.train.loop import CHECKPOINT_FILE
+
     started = time.perf_counter()
     data = write_digits(os.path.join(settings.out, "data"), size=settings.image_size, limit=settings.limit)
     _log(f"data: {data['rows']['train']} train, {data['rows']['test']} test images in {settings.out}/data")
-    checkpoints, train_seconds = [], {}
-    for method in settings.methods:
-        for seed in settings.seeds:
-            name = run_name(method, seed)
-            t0 = time.perf_counter()
-            result = local_fit(data["train"], train_config(settings, method, seed), os.path.join(settings.out, "runs", name))
-            train_seconds[name] = time.perf_counter() - t0
-            _log(f"trained {name}: loss {result['train_loss']:.3f}, {train_seconds[name]:.0f} s")
-            checkpoints.append(f"{name}={result['checkpoint']}")
+    runs = [(method, seed) for method in settings.methods for seed in settings.seeds]
+    args = [(data["train"], settings, method, seed) for method, seed in runs]
+    train_seconds = {}
+    if settings.jobs > 1 and len(runs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(min(settings.jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_train_one, *a) for a in args]):
+                name, seconds, loss = future.result()
+                train_seconds[name] = seconds
+                _log(f"trained {name}: loss {loss:.3f}, {seconds:.0f} s")
+    else:
+        for a in args:
+            name, seconds, loss = _train_one(*a)
+            train_seconds[name] = seconds
+            _log(f"trained {name}: loss {loss:.3f}, {seconds:.0f} s")
+    checkpoints = [f"{run_name(m, s)}={os.path.join(settings.out, 'runs', run_name(m, s), CHECKPOINT_FILE)}"
+                   for m, s in runs]
     t0 = time.perf_counter()
     job = EvalJob(checkpoints=checkpoints, input=data["test"], corruptions=settings.corruptions,
                   severities=settings.severities, mce="none", attack="pgd", attack_limit=settings.attack_limit,
