@@ -94,26 +94,26 @@ def test_plan_corruption_tree(tmp_path):
 class _CorruptActor:
     """The corruption stage on an actor pool (the job runs it as tasks; here the pool size is explicit)."""
 
-    def __init__(self, name, severity, seed):
-        self.kwargs = {"name": name, "severity": severity, "seed": seed}
+    def __init__(self, pairs, seed):
+        self.pairs, self.seed = pairs, seed
 
     def __call__(self, batch):
-        return c.corrupt_batch(batch, **self.kwargs)
+        for name, severity in self.pairs:
+            batch = c.corrupt_batch(batch, name=name, severity=severity, seed=self.seed)
+        return batch
 
 
 @pytest.mark.slow
 def test_same_corrupted_images_on_one_or_two_actors(ray_cluster):
     ray = ray_cluster
     items = [{"key": f"img{i}", "image": _image(i), "reason": ""} for i in range(6)]
-    names = ("gaussian_noise", "glass_blur")  # numpy's global generator; the library's own seed
+    # numpy's global generator, then the library's own seed
+    pairs = [("gaussian_noise", 3), ("impulse_noise", 2)]
 
     def corrupted(actors, batch_size):
         ds = ray.data.from_items(items).map_batches(
-            _CorruptActor, fn_constructor_args=(names[0], 3, 7), compute=ray.data.ActorPoolStrategy(size=actors),
+            _CorruptActor, fn_constructor_args=(pairs, 7), compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=batch_size, batch_format="numpy")
-        ds = ds.map_batches(_CorruptActor, fn_constructor_args=(names[1], 2, 7),
-                            compute=ray.data.ActorPoolStrategy(size=actors), batch_size=batch_size,
-                            batch_format="numpy")
         rows = ds.take_all()
         assert all(not r["reason"] for r in rows)
         return {r["key"]: r["image"] for r in rows}
@@ -122,6 +122,7 @@ def test_same_corrupted_images_on_one_or_two_actors(ray_cluster):
     assert sorted(one) == sorted(two) == [f"img{i}" for i in range(6)]
     for key, image in one.items():
         assert np.array_equal(image, two[key])
-        expected = c.corrupt_image(c.corrupt_image(_image(int(key[3:])), names[0], 3, seed=7, key=key),
-                                   names[1], 2, seed=7, key=key)
+        expected = _image(int(key[3:]))
+        for name, severity in pairs:
+            expected = c.corrupt_image(expected, name, severity, seed=7, key=key)
         assert np.array_equal(image, expected)

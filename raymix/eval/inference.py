@@ -213,7 +213,8 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec], *, corruption_tasks:
             sets[name] = EvalSet(kind="corruption", corruption=c, severity=s, generated=True)
             ds = prepared(_read(job.input, job, job.limit)[0], name)
             parts.append(ds.map_batches(corrupt_batch, fn_kwargs={"name": c, "severity": s, "seed": job.seed},
-                                        num_cpus=1, concurrency=corruption_tasks, **common))
+                                        num_cpus=1, compute=ray.data.TaskPoolStrategy(size=corruption_tasks),
+                                        **common))
     for spec in job.ood:
         label, uri = parse_named(spec)
         ds, classes = _read(uri, job, job.limit)
