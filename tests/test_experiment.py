@@ -28,8 +28,9 @@ def test_local_training_is_reproducible_and_writes_a_train_checkpoint(tmp_path):
 
     data = write_digits(str(tmp_path / "data"), limit=40)
     settings = ExperimentSettings(out=str(tmp_path), epochs=1, batch_size=8)
-    # AugMix needs no fractal bank; MiAMix brings the second view through the data stage
-    config = train_config(settings, "augmix", seed=3).replace(miamix=True)
+    # MiAMix brings the second view through the data stage (the online methods' own path is
+    # test_train_data.py's Ray-vs-local test)
+    config = train_config(settings, "none", seed=3).replace(miamix=True)
     a = local_fit(data["train"], config, str(tmp_path / "a"))
     b = local_fit(data["train"], config, str(tmp_path / "b"))
     assert a["train_rows"] == 26 and a["step"] == 4 and np.isfinite(a["train_loss"])

@@ -236,3 +236,28 @@ def test_train_step_hands_miamix_the_second_view():
     loss, _, used, dropped = step(batch, 0)
     assert (used, dropped) == (3, 1) and torch.isfinite(loss)
     assert torch.equal(seen["view2"], normalize(batch[VIEW2][batch["valid"]], False))
+
+
+@pytest.mark.slow
+def test_ray_pipeline_and_local_training_make_the_same_two_views(ray_cluster):
+    """MiAMix's second view through the Ray Data stage (SecondView on the actor pool) is what
+    raymix.train.local makes from the same rows: one code path, two drivers."""
+    import ray
+
+    from raymix.train.data import VIEW2, build_train_dataset, create_epoch_clock
+    from raymix.train.local import online_stage, train_batch
+
+    items = rows(6, size=(24, 24), bad=(2,))
+    for i, r in enumerate(items):
+        r["label"] = i  # one label per row: lines the rows up whatever order they stream in
+    cfg = TrainConfig(image_size=16, crop="pad", online="augmix", miamix=True, seed=4, data_batch_size=4)
+    clock = create_epoch_clock()
+    ray.get(clock.set.remote(1))
+    batch = build_train_dataset([TrainInput(ray.data.from_items(items))], cfg, clock).take_batch(6, batch_format="numpy")
+    ray.kill(clock)
+    order = np.argsort(batch["label"])
+    local = train_batch(as_batch(items), cfg, 1, online_stage(cfg))
+    assert set(batch) == set(local) == {"image", VIEW2, "label", "valid"}
+    for column in ("image", VIEW2, "valid"):
+        assert np.array_equal(np.asarray(batch[column])[order], local[column])
+    assert not np.array_equal(local["image"][0], local[VIEW2][0])
