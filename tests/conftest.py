@@ -17,6 +17,7 @@ import itertools
 import os
 
 import pytest
+from fault_proxy import fault_proxy  # noqa: F401  (fixture: a failing proxy in front of s3_server)
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
