@@ -522,7 +522,7 @@ def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, seri
         if group.num_rows == 0:
             continue
         # Rows in key order: the same rows make the same bytes, whatever order they came in.
-        group = group.take(pc.sort_indices(group, sort_keys=[(KEY, "ascending")], null_placement="at_end"))
+        group = group.take(pc.sort_indices(group, sort_keys=[(KEY, "ascending")]))
         name = f"{stem}-{_digest(group.column(KEY).to_pylist())}.{ext}"
         path = posixpath.join(folder, name)
         spec.retry.call(storage.atomic_write, spec.fs, path, serialise(group), what=f"write {path}")

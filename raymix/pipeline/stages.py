@@ -20,6 +20,7 @@ import ray
 from raymix import schema
 from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
+from raymix.io.retry import DEFAULT_POLICY
 from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
@@ -212,7 +213,8 @@ def write_run_record(job: JobSpec, result: JobResult) -> str:
 
     fs, root = filesystem(job.output, job.storage_options)
     path = join(root, RUN_RECORD)
-    atomic_write(fs, path, json.dumps(run_record(job, result), indent=2, default=str).encode())
+    DEFAULT_POLICY.call(atomic_write, fs, path, json.dumps(run_record(job, result), indent=2, default=str).encode(),
+                        what=f"write {RUN_RECORD}")
     return join(job.output, RUN_RECORD)
 
 
