@@ -123,7 +123,15 @@ JOBS: dict[str, JobEntry] = {}
 
 #: Default weights of each GPU model a method runs (``MethodEntry.gpu_models``): a Hugging Face
 #: id; users may give a local folder or an s3:// mirror instead.
-DEFAULT_MODELS = {"instructpix2pix": "timbrooks/instruct-pix2pix"}
+DEFAULT_MODELS = {
+    "instructpix2pix": "timbrooks/instruct-pix2pix",
+    # AGA (Rahat et al., Sec. 4-5.1): GroundingDINO (variant unstated; Swin-T as Grounded-SAM pairs it with
+    # SAM ViT-H), SAM ViT-H, Llama-2-13B-GPTQ, Stable Diffusion XL base.
+    "grounding_dino_t": "IDEA-Research/grounding-dino-tiny",
+    "sam_vit_h": "facebook/sam-vit-huge",
+    "llama2_13b_caption": "TheBloke/Llama-2-13B-GPTQ",
+    "sdxl_background": "stabilityai/stable-diffusion-xl-base-1.0",
+}
 
 
 def register_method(entry: MethodEntry) -> MethodEntry:
@@ -223,13 +231,14 @@ register_method(MethodEntry(
     name="miamix", target="raymix.methods.miamix:MiAMix", kind="batch", device="gpu",
     title="MiAMix (Liang et al., Processes 2023)",
 ))
-# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. Its compositing
-# is a masked blend like DiffuseMix's mixing step, whose measured rate stands in for it.
+# AGA: SDXL "with default hyperparameters" (Sec. 5.1): 1024x1024, 50 steps. The "pair" is the
+# image and its generated background; the compositing (CPU) pastes the subject on it, measured
+# by `raymix bench cpu --methods aga` (2026-12-06, a subject of 20% of the image).
 register_method(MethodEntry(
-    name="aga", target=None, kind="pair", device="cpu",
+    name="aga", target="raymix.methods.aga:AGA", kind="pair", device="cpu",
     title="AGA (Rahat et al., 2024)",
     gpu_models=("grounding_dino_t", "sam_vit_h", "llama2_13b_caption", "sdxl_background"),
-    gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=4999.0,
+    gpu_defaults={"resolution": 1024, "steps": 50}, cpu_images_per_s_224=413.0,
 ))
 
 
@@ -245,6 +254,11 @@ register_job(JobEntry(
     name="diffusemix", settings="raymix.pipeline.specs:DiffuseMixJob", run="raymix.pipeline.diffusemix:main",
     help="DiffuseMix over a dataset: InstructPix2Pix edits (GPU), fractal mixing (CPU), written as shards",
     script="jobs/diffusemix_imagenet.py",
+))
+register_job(JobEntry(
+    name="aga", settings="raymix.pipeline.specs:AGAJob", run="raymix.pipeline.aga:main",
+    help="AGA over a dataset: subject boxes and masks, captions, generated backgrounds (GPU), compositing (CPU)",
+    script="jobs/aga_imagenet.py",
 ))
 register_job(JobEntry(
     name="train", settings="raymix.train.job:TrainJob", run="raymix.train.job:main",

@@ -8,6 +8,8 @@ A row in flight (what the readers yield)::
     label       int64  class index
     class_name  str    e.g. "n01440764" or "tench"
     source      str    URI of the shard or file the row came from
+    stage       str    "read" when the reader could not read the row (image null), else ""
+    reason      str    why: "retryable", "missing" or "unreadable" (raymix.io.readers), else ""
 
 An augmented output row (HF ``datasets`` parquet layout plus provenance)::
 
@@ -44,7 +46,7 @@ SEED = "seed"
 STAGE = "stage"
 REASON = "reason"
 
-INPUT_COLUMNS = (KEY, IMAGE, LABEL, CLASS_NAME, SOURCE)
+INPUT_COLUMNS = (KEY, IMAGE, LABEL, CLASS_NAME, SOURCE, STAGE, REASON)
 OUTPUT_COLUMNS = (IMAGE, LABEL, CLASS_NAME, KEY, SOURCE_KEY, METHOD, REPLICA, PARAMS, SEED)
 QUARANTINE_COLUMNS = (KEY, SOURCE, STAGE, REASON, SOURCE_KEY, REPLICA)
 

@@ -36,7 +36,7 @@ def test_figures_are_medians_of_cpu_time_per_variant(monkeypatch, tmp_path):
     assert r["wall_images_per_s"] == 6.0
 
 
-@pytest.mark.parametrize("name", ["pixmix", "ipmix", "layermix", "diffusemix"])
+@pytest.mark.parametrize("name", ["pixmix", "ipmix", "layermix", "diffusemix", "aga"])
 def test_baselines_return_uint8_images_of_the_input_size(name, monkeypatch, tmp_path):
     monkeypatch.setenv("RAYMIX_CACHE_DIR", str(tmp_path))
     colour, gray, _ = cpu._banks("generated:4", 0)
@@ -45,5 +45,8 @@ def test_baselines_return_uint8_images_of_the_input_size(name, monkeypatch, tmp_
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     for _ in range(5):
-        out = baseline(image, image[:, ::-1].copy()) if name == "diffusemix" else baseline(image)
+        if name == "aga":
+            out = baseline(image, image[:, ::-1].copy(), cpu._ellipse_mask(224, 224))
+        else:
+            out = baseline(image, image[:, ::-1].copy()) if name == "diffusemix" else baseline(image)
         assert out.dtype == np.uint8 and out.shape == image.shape

@@ -52,7 +52,7 @@ def flat_help(*argv: str) -> str:
 
 def test_every_subcommand_and_job_is_listed():
     help_text = build_parser().format_help()
-    assert registry.JOBS.keys() == {"mix", "diffusemix", "train", "eval"}
+    assert registry.JOBS.keys() == {"mix", "diffusemix", "aga", "train", "eval"}
     for name in (*registry.JOBS, *SUBCOMMANDS):
         assert name in help_text
     for entry in registry.JOBS.values():
@@ -142,7 +142,7 @@ def test_method_choices_come_from_the_registry():
 
     assert settings_of(MixJob)["method"].choices == ("pixmix", "ipmix", "layermix", "augmix")
     assert settings_of(TrainJob)["online"].choices == ("pixmix", "ipmix", "layermix", "augmix")
-    assert set(chain_methods()) == {"diffusemix", "pixmix", "ipmix", "layermix", "augmix"}
+    assert set(chain_methods()) == {"diffusemix", "aga", "pixmix", "ipmix", "layermix", "augmix"}
     assert settings_of(TrainJob)["chain"].choices == chain_methods()
 
 

@@ -289,7 +289,9 @@ def test_job_settings_fields_are_known():
 
     from raymix.settings import settings_of
 
-    for cls in (MixJob, DiffuseMixJob):
+    from raymix.pipeline.specs import AGAJob
+
+    for cls in (MixJob, DiffuseMixJob, AGAJob):
         keys = set(settings_of(cls))
         assert keys <= output_settings.RUN_ONLY | output_settings.RECORDED, keys - output_settings.RUN_ONLY
     assert not output_settings.RUN_ONLY & output_settings.RECORDED

@@ -110,7 +110,8 @@ def test_parquet_shards_keys_and_class_names(tmp_path):
     plan.block_rows = 2
     rows = rows_of(plan)
     assert len(rows) == 9
-    assert rows[1] == {"key": "f1", "image": b"img1", "label": 1, "class_name": "y", "source": plan.shards[0].source}
+    assert rows[1] == {"key": "f1", "image": b"img1", "label": 1, "class_name": "y", "source": plan.shards[0].source,
+                       "stage": "", "reason": ""}
     assert rows[5]["key"] == "train-00001-of-00002/0"
     single = plan_read(str(tmp_path / "train-00000-of-00002.parquet"))
     assert single.layout == "parquet" and len(rows_of(single)) == 5
@@ -161,8 +162,9 @@ def test_broken_tar_keeps_the_rows_before_the_break(tmp_path):
     (tmp_path / "broken.tar").write_bytes(data[:7000])
     plan = plan_read(str(tmp_path))
     rows = rows_of(plan)
-    assert [r["key"] for r in rows][:-1] == ["k0"]  # k1 is cut inside its data
+    assert [(r["key"], r["reason"]) for r in rows][:-1] == [("k0", ""), ("k1", "unreadable")]  # k1 is cut in its data
     assert rows[-1]["key"].endswith("broken.tar#unreadable") and rows[-1]["image"] is None
+    assert rows[-1]["stage"] == "read" and rows[-1]["reason"] == "unreadable"
 
 
 def test_auto_layout_errors_are_clear(tmp_path):
@@ -232,7 +234,7 @@ def test_parquet_whose_images_are_stored_by_path(tmp_path):
     by_key = {r["key"]: r for r in rows_of(plan)}
     assert len(by_key) == 6 and by_key["imgs/cat/cat2"]["image"] == jpeg(80)
     assert by_key["imgs/dog/dog0"]["label"] == 1 and by_key["imgs/dog/dog0"]["class_name"] == "dog"
-    assert by_key["imgs/dog/dog1"]["image"] is None  # gone: quarantined as missing at decode
+    assert by_key["imgs/dog/dog1"]["image"] is None and by_key["imgs/dog/dog1"]["reason"] == "missing"  # gone
 
     # Paths relative to the shard's folder.
     struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -253,7 +255,7 @@ def test_single_image_and_single_shard_files(tmp_path):
     plan = plan_read(str(tmp_path / "one.JPEG"))
     assert plan.layout == "folder" and plan.num_rows == 1
     assert rows_of(plan) == [{"key": "one", "image": jpeg(5), "label": -1, "class_name": "",
-                              "source": plan.shards[0].source}]
+                              "source": plan.shards[0].source, "stage": "", "reason": ""}]
     (tmp_path / "s.tar").write_bytes(tar_of([("k0.jpg", b"a"), ("k0.cls", b"2"), ("k1.jpg", b"b")]))
     plan = plan_read(str(tmp_path / "s.tar"))
     assert plan.layout == "webdataset" and [(r["key"], r["label"]) for r in rows_of(plan)] == [("k0", 2), ("k1", -1)]

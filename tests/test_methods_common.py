@@ -11,6 +11,7 @@ from fractal_double import NoiseBank
 from methods_helpers import generators, smooth_images
 from raymix import registry
 from raymix.methods import IPMix, LayerMix, PixMix, get_method
+from raymix.methods.aga import AGAParams
 from raymix.methods.augmix import AugMix, AugMixParams
 from raymix.methods.diffusemix import DiffuseMixParams
 from raymix.methods.ipmix import IPMixParams
@@ -20,7 +21,7 @@ from raymix.ops.rng import sample_generator, sample_seed
 
 ONE_IMAGE_METHODS = ["pixmix", "ipmix", "layermix"]
 PARAMS = {"pixmix": PixMixParams, "ipmix": IPMixParams, "layermix": LayerMixParams, "augmix": AugMixParams,
-          "diffusemix": DiffuseMixParams}
+          "diffusemix": DiffuseMixParams, "aga": AGAParams}
 
 
 def make(name, **kwargs):
@@ -45,7 +46,7 @@ def test_make_params_then_apply_is_augment(name):
     expected, infos = run(method, x, generators(7))
     params = [method.make_params(g, (32, 32)) for g in generators(7)]
     assert all(type(p) is PARAMS[name] for p in params)
-    extra = (x.flip(-1).contiguous(),) if name == "diffusemix" else ()
+    extra = (x.flip(-1).contiguous(),) if registry.method(name).kind == "pair" else ()
     assert torch.equal(method.apply(x, params, *extra), expected)
     assert [method.describe(p) for p in params] == infos
     # applying is deterministic: the same params give the same pixels, another image's do not

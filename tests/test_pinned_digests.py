@@ -23,6 +23,7 @@ PINNED = {
     "layermix": "fb82d12d4ad9a5aa",
     "diffusemix": "ccece030969e1209",
     "augmix": "b089b5f25abc176b",
+    "aga": "ad051f0e3c631942",
     "miamix": "85defbca06cb7e7f",
     "editor-tiny": "cef8c9e6b717a2f7",
     "encode": "af6a95b8f3ab039f",
@@ -89,6 +90,22 @@ def diffusemix_rows() -> dict:
     return MethodStage("diffusemix", {"fractals": fractal_bank(False)}, seed=4)(batch)
 
 
+def aga_rows() -> dict:
+    """AGA's compositing on rows as its model stages leave them: a background, a blob mask (one
+    row rotated and scaled, one flipped only, the rest drawn), a caption and provenance."""
+    from raymix.pipeline.rows import MethodStage
+
+    batch = rows(4, size=40, seed=12, readonly=False)
+    batch["background"] = np.ascontiguousarray(batch["image"][::-1, ::-1])
+    yy, xx = np.mgrid[:40, :40]
+    batch["subject_mask"] = np.stack([((xx - 12 - 4 * i) / 9.0) ** 2 + ((yy - 20) / 12.0) ** 2 <= 1 for i in range(4)])
+    batch["replica"] = np.array([0, 1, 0, 1], dtype=np.int32)
+    batch["source_key"] = batch["key"].copy()
+    batch["caption"] = np.array(["A photo of a snowy field at dawn."] * 4, dtype=object)
+    batch["subject_params"] = np.array(['{"status": "ok"}'] * 4, dtype=object)
+    return MethodStage("aga", {"max_shift": 0.1, "feather": 1.5}, seed=8)(batch)
+
+
 def augmix_rows() -> dict:
     from raymix.pipeline.rows import MethodStage
 
@@ -130,6 +147,7 @@ PRODUCERS = {
     "layermix": lambda: image_method_rows("layermix"),
     "diffusemix": diffusemix_rows,
     "augmix": augmix_rows,
+    "aga": aga_rows,
     "miamix": miamix_rows,
     "editor-tiny": editor_rows,
     "encode": encode_rows,

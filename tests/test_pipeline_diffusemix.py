@@ -56,7 +56,7 @@ def test_expand_replicas_keys_and_failed_rows():
 
 def test_job_writes_replicas_with_provenance_and_quarantines_bad_input(ray_cluster, sample, tmp_path):
     out = str(tmp_path / "out")
-    assert diffusemix.edit_resources(job(sample, out))[0] == {"num_gpus": 1.0}
+    assert diffusemix.edit_resources(job(sample, out))[0] == {"num_gpus": 1.0, "num_cpus": 1.0}
     result = diffusemix.run(job(sample, out, keep_intermediates=True))
 
     assert result.rows_in == 10 and result.reconciled

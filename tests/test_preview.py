@@ -172,3 +172,27 @@ def test_contact_sheet_geometry():
     assert (pixels[y + 5:y + 35, x + 5:x + 35] == 200).all()  # a 30 px image scaled up to fill the tile
     with pytest.raises(ValueError):
         contact_sheet([[]], tile=40)
+
+
+def test_aga_sheet_shows_the_stages_the_job_composites(sample_dir, tmp_path):
+    from raymix.ops.composite import composite
+    from raymix.tools.preview_methods import aga_samples, load_aga_models
+
+    out = tmp_path / "aga.png"
+    tiny = ["--detector", "tiny", "--segmenter", "tiny", "--background-model", "tiny"]
+    assert main(["preview", "--method", "aga", *tiny, "--llm", "none", "--steps", "2", "--input", sample_dir,
+                 "--out", str(out), "--n", "1", "--samples", "2", "--image-size", str(SIZE), "--tile", str(TILE),
+                 "--captions", "--whole-image"]) == 0
+    img, meta = _sheet(out)
+    assert (meta["rows"], meta["columns"]) == (2, 5)  # input, box, mask, background + caption, result
+    assert meta["aga_models"]["llm"] == "none" and "RANDOM weights" in img.text["Description"]
+
+    models = load_aga_models("tiny", "tiny", "tiny", "none", seed=1, steps=2, whole_image=True)
+    originals, _ = read_originals(sample_dir, 1, size=SIZE)
+    for s in aga_samples(originals, 2, models, seed=1)[0]:
+        assert not s.reason and s.caption.startswith("A photo of ") and s.params["caption"]["source"] == "template"
+        p = s.params
+        chw = [torch.from_numpy(np.ascontiguousarray(a)) for a in (s.input, s.background)]
+        expected, _ = composite(chw[0].permute(2, 0, 1), torch.from_numpy(s.mask), chw[1].permute(2, 0, 1),
+                                flip=p["flip"], angle=p["angle"], scale=p["scale"], shift=tuple(p["shift"]))
+        assert np.array_equal(expected.permute(1, 2, 0).numpy(), s.final)  # the shown stages make the result

@@ -11,6 +11,7 @@ SUITES = {
     "gpu": "raymix.bench.gpu",
     "train": "raymix.bench.train",
     "fractals": "raymix.bench.fractals",
+    "aga": "raymix.bench.aga",
     "memory": "raymix.bench.memory",
 }
 

@@ -32,8 +32,9 @@ from raymix import registry
 
 HELP = "mixing methods on one CPU core: batched vs per-image baseline, and cost in a decode/encode stage"
 
-#: The fractal-mixing methods, each timed against its per-image baseline (``_BASELINES``).
-METHOD_NAMES = registry.method_names(device="cpu", fractals=True)
+#: The CPU methods with a per-image baseline (``_BASELINES``): the fractal-mixing ones and AGA's
+#: compositing (its subject masks stand in as an ellipse per image, its backgrounds as the edit).
+METHOD_NAMES = (*registry.method_names(device="cpu", fractals=True), "aga")
 SIZE = 224
 
 
@@ -411,9 +412,40 @@ class DiffuseMixBaseline:
         return self.blend_images_with_resize(combined, random.choice(self.fractals))
 
 
+class AGABaseline:
+    """AGA compositing per image with PIL (the paper has no code): flip, rotate and scale the image
+    and its mask about the subject's box centre, then ``Image.paste`` on the background."""
+
+    def __init__(self, *_, max_angle=15.0, scale=(0.8, 1.2)):
+        self.max_angle, self.scale = max_angle, scale
+
+    def __call__(self, image: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from PIL import Image, ImageOps
+
+        img, m = Image.fromarray(image), Image.fromarray(mask.astype(np.uint8) * 255)
+        if random.random() < 0.5:
+            img, m = ImageOps.mirror(img), ImageOps.mirror(m)
+        ys, xs = np.nonzero(mask)
+        cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+        angle, s = random.uniform(-self.max_angle, self.max_angle), random.uniform(*self.scale)
+        a, b = math.cos(math.radians(angle)) / s, math.sin(math.radians(angle)) / s  # inverse map
+        matrix = (a, b, cx - a * cx - b * cy, -b, a, cy + b * cx - a * cy)
+        img = img.transform(img.size, Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR)
+        m = m.transform(m.size, Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR)
+        out = Image.fromarray(background).resize(img.size)
+        out.paste(img, (0, 0), m.point(lambda v: 255 if v >= 128 else 0))
+        return np.asarray(out)
+
+
 #: Method class name -> its per-image baseline.
 _BASELINES = {"PixMix": PixMixBaseline, "IPMix": IPMixBaseline, "LayerMix": LayerMixBaseline,
-              "DiffuseMix": DiffuseMixBaseline}
+              "DiffuseMix": DiffuseMixBaseline, "AGA": AGABaseline}
+
+
+def _ellipse_mask(h: int, w: int) -> np.ndarray:
+    """A subject mask: the centred ellipse over half of each side."""
+    yy, xx = np.mgrid[:h, :w]
+    return ((xx - w / 2) / (w / 4)) ** 2 + ((yy - h / 2) / (h / 4)) ** 2 <= 1
 
 
 # --------------------------------------------------------------------------- timing
@@ -425,28 +457,34 @@ def _cpu_and_wall(fn: Callable[[], object]) -> tuple[float, float]:
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def _with_edits(batch: dict, edited: list[np.ndarray] | None) -> dict:
+def _with_edits(batch: dict, edited: list[np.ndarray] | None, method=None) -> dict:
+    """The batch a pair method's stage gets: its second image (and a mask, for AGA) per row."""
     if edited is not None:
         n = len(batch["key"])
         batch = dict(batch)
-        batch["edited"] = np.stack(edited)
+        batch[method.pair_column] = np.stack(edited)
         batch["replica"] = np.zeros(n, dtype=np.int32)
-        batch["prompt"] = np.array(["autumn"] * n, dtype=object)
+        batch[method.prompt_column] = np.array(["autumn"] * n, dtype=object)
+        if method.mask_column:
+            h, w = batch["image"].shape[1:3]
+            batch[method.mask_column] = np.repeat(_ellipse_mask(h, w)[None], n, axis=0)
     return batch
 
 
-def _batches(decoded: dict, edited, batch_size):
+def _batches(decoded: dict, edited, batch_size, method=None):
     n = len(decoded["key"])
     for start in range(0, n, batch_size):
         part = {k: v[start:start + batch_size] for k, v in decoded.items()}
-        yield _with_edits(part, None if edited is None else edited[start:start + batch_size])
+        yield _with_edits(part, None if edited is None else edited[start:start + batch_size], method)
 
 
 def _build(name: str, colour, gray, seed: int):
     from raymix.pipeline.rows import MethodStage
 
-    cls = registry.method(name).load()
-    return MethodStage(name, {"fractals": gray if cls.fractal_grayscale else colour}, seed=seed)
+    entry = registry.method(name)
+    cls = entry.load()
+    options = {"fractals": gray if cls.fractal_grayscale else colour} if entry.fractals else {}
+    return MethodStage(name, options, seed=seed)
 
 
 def _baseline(method, colour_pil, gray_pil):
@@ -465,7 +503,8 @@ def bench_method(name: str, *, decoded, edited, jpegs, colour, gray, colour_pil,
     ed = edited if needs_edit else None
     images = list(decoded["image"])
 
-    batches = list(_batches(decoded, ed, batch))  # the method's input, built before timing
+    batches = list(_batches(decoded, ed, batch, method.method))  # the method's input, built before timing
+    mask = _ellipse_mask(*images[0].shape[:2]) if method.method.mask_column else None
 
     def ours():
         for b in batches:
@@ -473,14 +512,18 @@ def bench_method(name: str, *, decoded, edited, jpegs, colour, gray, colour_pil,
 
     def theirs():
         for i, im in enumerate(images):
-            baseline(im, edited[i]) if needs_edit else baseline(im)
+            if mask is not None:
+                baseline(im, edited[i], mask)
+            else:
+                baseline(im, edited[i]) if needs_edit else baseline(im)
 
     def stage(mix: bool):
         def run_stage():
             for start in range(0, len(jpegs), batch):
                 rows = _decode(_source_rows(jpegs[start:start + batch]))
                 if mix:
-                    rows = method(_with_edits(rows, ed[start:start + batch] if ed is not None else None))
+                    rows = method(_with_edits(rows, ed[start:start + batch] if ed is not None else None,
+                                              method.method))
                 encode_batch(rows)
         return run_stage
 

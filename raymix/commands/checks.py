@@ -100,13 +100,19 @@ def check_s3_credentials(uri: str, storage_options: dict | None, flag: str) -> N
         raise UsageError(f"{flag} {uri}: no S3 credentials found; {S3_HELP}")
 
 
+#: How long the checks retry a storage error that may pass before naming it (the jobs'
+#: own reads retry longer: ``raymix.io.storage.DEFAULT_RETRY_SECONDS``).
+CHECK_RETRY_SECONDS = 10.0
+
+
 def check_input(uri: str, storage_options: dict | None, *, flag: str = "--input", layout: str = "auto"):
     """``uri`` exists and holds images; returns its read plan (listed, nothing read)."""
     from raymix.io.readers import plan_read
 
     check_s3_credentials(uri, storage_options, flag)
     try:
-        plan = plan_read(uri, layout=layout, storage_options=storage_options)
+        # a short retry: a wrong endpoint is named in seconds, a blip is still ridden out
+        plan = plan_read(uri, layout=layout, storage_options=storage_options, retry_seconds=CHECK_RETRY_SECONDS)
     except FileNotFoundError:
         raise UsageError(f"{flag} {uri}: no such file or folder; check the path") from None
     except ValueError as err:  # the readers' words on what the layout lacks

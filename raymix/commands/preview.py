@@ -11,6 +11,8 @@ from raymix import registry, schema
 HELP = "draw a contact sheet: a few originals and several augmented samples per method"
 
 DEFAULT_EDITOR = registry.DEFAULT_MODELS["instructpix2pix"]
+AGA_MODELS = {"detector": "grounding_dino_t", "segmenter": "sam_vit_h", "background_model": "sdxl_background",
+              "llm": "llama2_13b_caption"}
 PREVIEW_FRACTALS = "generated:32"
 
 
@@ -44,7 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"InstructPix2Pix model for DiffuseMix (default: {DEFAULT_EDITOR}); 'tiny' runs "
                         "offline with random weights, so its edits are noise")
     parser.add_argument("--steps", type=_positive, default=None,
-                        help="denoising steps of the editor (default: 100 as in the paper; 20 for tiny)")
+                        help="denoising steps of the editor (default: 100 as in the paper; 20 for tiny) or of "
+                        "AGA's background model (default: the pipeline's)")
+    for flag, model in AGA_MODELS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", default=None, metavar="ID|PATH|URI|tiny",
+                            help=f"AGA's {flag.replace('_', ' ')} (default: {registry.DEFAULT_MODELS[model]})"
+                            + ("; 'none': template captions" if flag == "llm" else ""))
+    parser.add_argument("--whole-image", action="store_true",
+                        help="AGA: keep the whole image as the subject where the job's default quarantines it "
+                        "(no box, an empty or full mask)")
     parser.add_argument("--fractals", default=PREVIEW_FRACTALS, metavar="SPEC",
                         help=f"fractal bank: generated, generated:N or a folder URI (default: {PREVIEW_FRACTALS}, "
                         "the first N fractals of the default generated bank)")
@@ -76,7 +86,9 @@ def _preview(args: argparse.Namespace) -> int:
 
     from raymix.io.storage import atomic_write, filesystem
     from raymix.tools.preview import draw_sheet, encode_sheet, sheet_layout
-    from raymix.tools.preview_methods import PreviewError, load_editor, method_section, read_originals
+    from raymix.tools.preview_methods import (
+        PreviewError, load_aga_models, load_editor, method_section, read_originals,
+    )
 
     start = time.perf_counter()
     methods = registry.method_names() if args.method == "all" else (args.method,)
@@ -93,10 +105,16 @@ def _preview(args: argparse.Namespace) -> int:
 
     editor_name = args.editor or DEFAULT_EDITOR
     try:
-        needs_editor = any(registry.method(name).kind == "pair" for name in methods)
+        needs_editor = "diffusemix" in methods
         editor = load_editor(editor_name, seed=args.seed, steps=args.steps) if needs_editor else None
+        aga_models = None
+        if "aga" in methods:
+            names = {flag: getattr(args, flag) or registry.DEFAULT_MODELS[model] for flag, model in AGA_MODELS.items()}
+            aga_models = load_aga_models(names["detector"], names["segmenter"], names["background_model"],
+                                         names["llm"], seed=args.seed, steps=args.steps, whole_image=args.whole_image)
         sections = [method_section(name, originals, args.samples, seed=args.seed, fractals=args.fractals,
-                                   editor=editor, captions=args.captions) for name in methods]
+                                   editor=aga_models if name == "aga" else editor, captions=args.captions)
+                    for name in methods]
     except PreviewError as err:
         raise SystemExit(f"raymix preview: {err}") from None
 
@@ -116,8 +134,9 @@ def _preview(args: argparse.Namespace) -> int:
     sheet = draw_sheet(rows, layout)
     meta = {"method": args.method, "input": args.input, "seed": args.seed, "image_size": args.image_size,
             "samples": args.samples, "fractals": args.fractals, "keys": [o.key for o in originals],
-            "editor": editor_name if editor is not None else None, "rows": len(rows), "columns": layout.columns,
-            "tile": args.tile, "boxes": layout.boxes}
+            "editor": editor_name if editor is not None else None,
+            "aga_models": aga_models.names if aga_models is not None else None, "rows": len(rows),
+            "columns": layout.columns, "tile": args.tile, "boxes": layout.boxes}
     text = {"Software": "raymix preview", "Description": f"{title}. {note}".strip(), "raymix:preview": json.dumps(meta)}
     data = encode_sheet(sheet, "JPEG" if args.out.lower().endswith((".jpg", ".jpeg")) else "PNG",
                         palette=args.palette, text=text)

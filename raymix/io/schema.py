@@ -13,6 +13,8 @@ INPUT_SCHEMA = pa.schema(
         pa.field(LABEL, pa.int64()),
         pa.field(CLASS_NAME, pa.string()),
         pa.field(SOURCE, pa.string()),
+        pa.field(STAGE, pa.string()),
+        pa.field(REASON, pa.string()),
     ]
 )
 

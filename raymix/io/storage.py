@@ -14,18 +14,28 @@ are reached through s3fs. Settings come, lowest precedence first, from:
 
 Any other protocol with an installed fsspec backend (``gs://`` with gcsfs, ``az://`` with
 adlfs, ``memory://``) works with its own options.
+
+Reads survive storage blips: :func:`retry` repeats a call through transient errors
+(:func:`raymix.io.retry.is_transient`: refused, reset or timed-out connections, 5xx
+answers, throttling) with backoff, :class:`RetryingFile` does so for every read of an open file, and
+:func:`fetch_files` for each of many small files.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from raymix.io.retry import RetryPolicy
 
 __all__ = [
     "filesystem",
@@ -35,7 +45,13 @@ __all__ = [
     "is_local",
     "atomic_write",
     "read_text",
+    "retry",
+    "RetryingFile",
+    "fetch_files",
+    "DEFAULT_RETRY_SECONDS",
 ]
+
+T = TypeVar("T")
 
 ENV_OPTIONS = "RAYMIX_STORAGE_OPTIONS"
 S3_PROTOCOLS = ("s3", "s3a")
@@ -171,3 +187,122 @@ def atomic_write(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
     with fs.open(path, "rb") as f:
         return f.read().decode("utf-8")
+
+
+# -- reading through transient errors --
+
+#: How long one read keeps retrying a transient error before it gives up (seconds, wall
+#: clock): longer than the blips object stores and their networks have (a node's network
+#: restarting, a load balancer failing over, a throttling burst).
+DEFAULT_RETRY_SECONDS = 120.0
+
+
+def retry(fn: Callable[[], T], what: str, seconds: float = DEFAULT_RETRY_SECONDS) -> T:
+    """``fn()``, called again after a transient error (:func:`raymix.io.retry.is_transient`)
+    with backoff (:class:`raymix.io.retry.RetryPolicy`: 0.5 s, doubling, at most 30 s between
+    tries, jittered) until ``seconds`` have passed; then the last error is raised. Other
+    errors are raised at once."""
+    return RetryPolicy(attempts=10_000, deadline=seconds).call(fn, what=what)
+
+
+class RetryingFile(io.RawIOBase):
+    """A read-only file on ``fs`` whose reads survive transient errors: the file is opened
+    again at the same position and the read repeated (:func:`retry`). What Arrow's parquet
+    reader and the tar reader read through, so a blip mid-shard costs a retry, not the shard."""
+
+    def __init__(self, fs, path: str, seconds: float = DEFAULT_RETRY_SECONDS, block_size: int | None = None):
+        self.fs, self.path, self.seconds, self.block_size = fs, path, seconds, block_size
+        self._pos = 0
+        self._f = None
+        self._f = retry(self._open, f"opening {path}", seconds)
+        self.size = self._f.size if getattr(self._f, "size", None) is not None else None
+
+    def _open(self):
+        kwargs = {"block_size": self.block_size} if self.block_size else {}
+        return self.fs.open(self.path, "rb", **kwargs)
+
+    def _again(self, op):
+        def attempt():
+            if self._f is None:
+                self._f = self._open()
+                self._f.seek(self._pos)
+            try:
+                return op(self._f)
+            except Exception:
+                f, self._f = self._f, None
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001 - the file is broken anyway
+                    pass
+                raise
+
+        return retry(attempt, f"reading {self.path}", self.seconds)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self._pos = offset
+        elif whence == 1:
+            self._pos += offset
+        else:
+            if self.size is None:
+                self.size = self._again(lambda f: f.seek(0, 2))
+            self._pos = self.size + offset
+        if self._f is not None:
+            self._f.seek(self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self._pos
+
+        def op(f):
+            f.seek(pos)
+            return f.read(n)
+
+        data = self._again(op)
+        self._pos = pos + len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._f is not None:
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+        super().close()
+
+
+def fetch_files(fs, paths: Sequence[str], threads: int = 16, seconds: float = DEFAULT_RETRY_SECONDS
+                ) -> dict[str, bytes | BaseException]:
+    """The bytes of each path (or the error that stopped it), fetched ``threads`` at a time,
+    each retried through transient errors (:func:`retry`).
+
+    One ``cat_file`` per path: fsspec's batched ``cat(list)`` expands glob characters, so a
+    file named ``a[1].jpg`` or ``b?.png`` would come back missing."""
+
+    def one(path: str):
+        try:
+            return retry(lambda: fs.cat_file(path), f"reading {path}", seconds)
+        except Exception as err:  # noqa: BLE001 - returned to the caller, who records it
+            return err
+
+    if len(paths) <= 1:
+        return {p: one(p) for p in paths}
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        return dict(zip(paths, pool.map(one, paths)))

@@ -69,6 +69,8 @@ __all__ = [
     "write_table",
     "committed_keys",
     "completed_sources",
+    "forget_retryable",
+    "RETRYABLE",
     "shard_stem",
     "image_path",
     "remove_temporaries",
@@ -81,6 +83,9 @@ QUARANTINE_DIR = "__quarantine__"
 #: Where earlier versions kept the quarantine (still read on reruns and by the resume helpers).
 LEGACY_QUARANTINE_DIRS = ("_quarantine",)
 CLASSES_FILE = "classes.json"
+#: The quarantine reason of a row the reader could not read because of a storage error
+#: that outlasted its retries (``raymix.io.readers``): not finished work, a rerun reads it again.
+RETRYABLE = "retryable"
 _EXT = {"parquet": "parquet", "webdataset": "tar"}
 _DIGEST_RE = r"-[0-9a-f]{16}\."
 
@@ -477,14 +482,17 @@ class _Existing:
         return keys
 
 
-def _read_parquet(fs, path: str, columns: list[str], fallback: str | None = None) -> pa.Table:
-    """``columns`` of one parquet file; a single column missing from the file is replaced
-    by ``fallback`` (older files)."""
+def _read_parquet(fs, path: str, columns: list[str] | None, fallback: str | None = None) -> pa.Table:
+    """``columns`` of one parquet file (all with ``None``), those it lacks left out; the first
+    one, when the file lacks it, is replaced by ``fallback`` (older files)."""
     with fs.open(path, "rb") as f:
-        if fallback is not None and len(columns) == 1 and columns[0] not in pq.read_schema(f).names:
-            columns = [fallback]
+        if columns is None:
+            return pq.read_table(f)
+        names = pq.read_schema(f).names
+        if fallback is not None and columns[0] not in names:
+            columns = [fallback, *columns[1:]]
         f.seek(0)
-        return pq.read_table(f, columns=columns)
+        return pq.read_table(f, columns=[c for c in columns if c in names])
 
 
 def _part_keys(fs, path: str, ext: str) -> set[str]:
@@ -569,7 +577,8 @@ def committed_keys(
     storage_options: dict | None = None,
 ) -> set[str]:
     """Keys (or another string column, e.g. ``source_key``; parquet only) already
-    committed under ``output_uri``, including quarantined keys when ``quarantine``. Pass
+    committed under ``output_uri``, including quarantined keys when ``quarantine`` (but
+    not those quarantined as ``retryable``: a rerun reads them again). Pass
     them to ``read_images(skip_keys=...)`` so a rerun does not redo finished work."""
     spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
@@ -580,7 +589,9 @@ def committed_keys(
             if not re.search(_DIGEST_RE + re.escape(ext) + "$", posixpath.basename(path)):
                 continue
             if ext == "parquet":
-                table = spec.retry.call(_read_parquet, fs, path, [column], KEY, what=f"read {path}")
+                table = spec.retry.call(_read_parquet, fs, path, [column, REASON], KEY, what=f"read {path}")
+                if REASON in table.column_names:  # a quarantine table: retryable rows are not done
+                    table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))
                 found.update(table.column(0).to_pylist())
             elif column == KEY:
                 found |= spec.retry.call(_part_keys, fs, path, ext, what=f"read {path}")
@@ -598,7 +609,8 @@ def completed_sources(
 
     Pass them to ``read_images(skip_keys=...)`` on a rerun of a job that writes several
     replicas per input: a source with only some replicas committed is read again, and
-    the writer skips the replicas it already has.
+    the writer skips the replicas it already has. Rows quarantined as ``retryable`` (a
+    storage error outlasted the reader's retries) are not finished.
     """
     spec = output_spec(output_uri, format, storage_options)
     fs = spec.fs
@@ -615,10 +627,45 @@ def completed_sources(
             keys = spec.retry.call(_part_keys, fs, path, spec.ext, what=f"read {path}")
             done.update(key.rsplit("/", 2)[0] for key in keys)
     for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:], spec.retry).paths:
-        table = spec.retry.call(_read_parquet, fs, path, [SOURCE_KEY, REPLICA], what=f"read {path}")
+        table = spec.retry.call(_read_parquet, fs, path, [SOURCE_KEY, REPLICA, REASON], what=f"read {path}")
+        table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))  # not finished: read again
         for source_key, replica in zip(table.column(SOURCE_KEY).to_pylist(), table.column(REPLICA).to_pylist()):
             if replica is None or replica == WHOLE_ROW:
                 whole.add(source_key)
             else:
                 done[source_key] += 1
     return whole | {key for key, count in done.items() if count >= replicas}
+
+
+def forget_retryable(output_uri: str, *, storage_options: dict | None = None) -> int:
+    """Drop the ``retryable`` quarantine records under ``output_uri`` (what a rerun does
+    before it reads again: the rows they stand for are read again, and those that fail
+    again get fresh records); returns how many were dropped.
+
+    Each quarantine file holding such records is removed, then what else it held is
+    written again under a new name: a run killed in between leaves those other records
+    missing, never doubled, and the rows they stood for are then not finished, so the
+    next rerun reads them again."""
+    spec = output_spec(output_uri, "parquet", storage_options)
+    fs = spec.fs
+    dropped = 0
+    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:], spec.retry).paths:
+        name = posixpath.basename(path)
+        match = re.search(_DIGEST_RE + "parquet$", name)
+        if not match:
+            continue
+        table = spec.retry.call(_read_parquet, fs, path, None, what=f"read {path}")
+        retryable = pc.equal(table.column(REASON), RETRYABLE)
+        n = pc.sum(retryable.cast(pa.int64())).as_py() or 0
+        if not n:
+            continue
+        kept = table.filter(pc.invert(retryable))
+        spec.retry.call(fs.rm_file, path, what=f"remove {path}")
+        if kept.num_rows:
+            stem = name[: match.start()]
+            new = posixpath.join(spec.quarantine_root, f"{stem}-{_digest(kept.column(KEY).to_pylist())}.parquet")
+            spec.retry.call(storage.atomic_write, fs, new, _quarantine_bytes(kept), what=f"write {new}")
+        dropped += n
+    if dropped:
+        log.info("dropped %d retryable quarantine records in %s: they are read again", dropped, spec.uri)
+    return dropped

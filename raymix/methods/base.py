@@ -33,7 +33,7 @@ import torch
 from raymix.ops.rng import Draws, child_generator
 from raymix.ops.tensors import is_channels_last, nchw_to_nhwc, nhwc, nhwc_to_nchw, to_channels_last
 
-__all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "as_draws"]
+__all__ = ["MixingMethod", "choose_preset", "resolve_fractals", "as_draws", "as_image_batch"]
 
 FractalSpec = Any  # a FractalBank, or a spec string for FractalBank.load (None = generated)
 
@@ -91,6 +91,15 @@ class MixingMethod:
     fractal_grayscale: ClassVar[bool] = False
     fractal_flip: ClassVar[bool] = False
     salt: ClassVar[str] = ""
+    #: A ``"pair"`` method's inputs in a Ray batch (:class:`raymix.pipeline.rows.MethodStage`):
+    #: the column of its second image (DiffuseMix: the edit; AGA: the background), the column of
+    #: the text that made it (recorded as ``prompt``), the column of a per-row mask passed as
+    #: ``masks=`` (``None``: none), and the JSON columns an earlier stage wrote, kept in the
+    #: row's ``params`` under the given keys.
+    pair_column: ClassVar[str] = "edited"
+    prompt_column: ClassVar[str] = "prompt"
+    mask_column: ClassVar[str | None] = None
+    pair_provenance: ClassVar[dict[str, str]] = {"edit_params": "edit"}
 
     def __init__(self, *, seed: int = 0, fractals: FractalSpec = None, fractal_size: int | None = None,
                  bank_seed: int = 0, chunk_size: int = 32):
@@ -224,6 +233,17 @@ class MixingMethod:
 
             out = tv_tensors.wrap(out, like=inpt)
         return out
+
+
+def as_image_batch(image) -> torch.Tensor:
+    """A PIL image or a ``uint8`` ``(3, H, W)`` / ``(N, 3, H, W)`` tensor as a ``(N, 3, H, W)`` tensor
+    (a pair method's second image, given to its torchvision-style call)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).unsqueeze(0)
+    batch = image.as_subclass(torch.Tensor)
+    return batch.unsqueeze(0) if batch.ndim == 3 else batch
 
 
 def _concat(outs: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from raymix.methods.base import FractalSpec, MixingMethod, as_draws
+from raymix.methods.base import FractalSpec, MixingMethod, as_draws, as_image_batch
 from raymix.methods.captions import number
 from raymix.ops.masks import MASKS, fractal_blend, hybrid, hybrid_fractal_blend
 from raymix.ops.rng import Draws
@@ -170,11 +169,5 @@ class DiffuseMix(MixingMethod):
         """Mix one original (PIL image or ``uint8`` tensor, or a batch) with its edited version."""
         if edited is None:
             raise TypeError("DiffuseMix needs the edited image too: method(original, edited)")
-        from PIL import Image
-
-        if isinstance(edited, Image.Image):
-            edited_t = torch.from_numpy(np.asarray(edited.convert("RGB")).copy()).permute(2, 0, 1).unsqueeze(0)
-        else:
-            edited_t = edited.as_subclass(torch.Tensor)
-            edited_t = edited_t.unsqueeze(0) if edited_t.ndim == 3 else edited_t
+        edited_t = as_image_batch(edited)
         return self._transform(inpt, generator, lambda batch, gens: self.augment(batch, gens, edited_t)[0])

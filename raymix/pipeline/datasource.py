@@ -40,7 +40,8 @@ class ShardDatasource(Datasource):
         tasks = []
         for shard in self._plan.shards:
             meta = BlockMetadata(
-                num_rows=shard.num_rows,
+                # skipped keys leave the task fewer rows than the shard holds
+                num_rows=shard.num_rows if self._skip_ref is None else None,
                 size_bytes=int(shard.size_bytes),
                 input_files=[shard.source],
                 exec_stats=None,

@@ -15,41 +15,25 @@ not depend on how many GPUs or actors run it.
 
 from __future__ import annotations
 
-import logging
-
 import ray
 
 from raymix.models.editor import edit_settings
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.edit_stage import EditStage
 from raymix.pipeline.output_settings import claim_output
-from raymix.pipeline.rows import MethodStage
 from raymix.pipeline.specs import DiffuseMixJob
 
 __all__ = ["DiffuseMixJob", "edit_resources", "build", "stream", "run", "main"]
-
-log = logging.getLogger(__name__)
 
 METHOD = "diffusemix"
 
 
 def edit_resources(job: DiffuseMixJob) -> tuple[dict, int | None]:
     """Ray resources of one editing actor and the largest pool (``--edit-actors``, else
-    the GPUs the cluster has now / ``gpus_per_actor``).
-
-    With no GPU in the cluster, the tiny editor runs on CPU (one CPU per actor): what a
-    laptop needs. A real model on a cluster with no GPU node *yet* (autoscaling from zero)
-    gets an unbounded pool that grows as GPU nodes join, unless ``--edit-actors`` caps it.
-    """
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    if job.gpus_per_actor > 0 and (cluster_gpus > 0 or job.editor.model != "tiny"):
-        if cluster_gpus == 0:
-            # Autoscaling from zero GPU nodes: let the pool grow as nodes join.
-            log.warning("no GPU in the cluster yet; editing actors wait for GPU nodes to join")
-            return {"num_gpus": job.gpus_per_actor}, job.edit_actors
-        return {"num_gpus": job.gpus_per_actor}, job.edit_actors or max(1, int(cluster_gpus // job.gpus_per_actor))
-    log.info("editing on CPU")
-    return {"num_cpus": 1}, job.edit_actors or 1
+    the GPUs the cluster has now / ``gpus_per_actor``); the tiny editor runs on CPU where the
+    cluster has no GPU (:func:`raymix.pipeline.stages.actor_resources`)."""
+    return stages.actor_resources(job.gpus_per_actor, job.edit_actors, cpu_fallback=job.editor.model == "tiny",
+                                  what="editing")
 
 
 def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
@@ -69,15 +53,8 @@ def build(job: DiffuseMixJob, job_input: stages.JobInput) -> ray.data.Dataset:
         **resources,
     )
     masks = {"masks": ("left", "top"), "seam": 20} if job.public_code_masks else {}
-    ds = ds.map_batches(
-        MethodStage,
-        fn_constructor_kwargs={"method": METHOD, "options": {"fractals": job.fractals, "lam": job.lam, **masks},
-                               "seed": job.seed, "keep_intermediates": job.keep_intermediates},
-        batch_size=stages.CPU_BATCH,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, job.mix_actors)),
-        num_cpus=1,
-    )
+    ds = stages.mix(ds, {"method": METHOD, "options": {"fractals": job.fractals, "lam": job.lam, **masks},
+                         "seed": job.seed, "keep_intermediates": job.keep_intermediates}, actors=job.mix_actors)
     return stages.encode(ds)
 
 

@@ -80,20 +80,10 @@ class EditStage:
         replicas = [int(r) for r in batch.get(schema.REPLICA, np.zeros(n, dtype=np.int64))]
         stage = [str(s) for s in batch.get(schema.STAGE, [""] * n)]
         reason = [str(s) for s in batch.get(schema.REASON, [""] * n)]
-        images: list[np.ndarray | None] = [None] * n
         prompt_text = [""] * n
         params = [""] * n
         edited: list[np.ndarray | None] = [None] * n
-
-        todo = []
-        for i in range(n):
-            if reason[i]:
-                continue
-            images[i], problem = _as_rgb_uint8(batch[schema.IMAGE][i])
-            if problem:
-                stage[i], reason[i] = "edit", problem
-            else:
-                todo.append(i)
+        images, todo = usable_images(batch[schema.IMAGE], stage, reason, "edit")
 
         orders = {i: self.prompt_order(keys[i], replicas[i]) for i in todo}
         rejected: dict[int, list[dict]] = {i: [] for i in todo}
@@ -167,6 +157,25 @@ class EditStage:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def usable_images(column, stage: list[str], reason: list[str], name: str) -> tuple[list[np.ndarray | None], list[int]]:
+    """Each row's image as uint8 HWC RGB (``None`` where not used) and the rows to process.
+
+    Rows whose ``reason`` is set pass through; a row whose image is not usable gets
+    ``stage[i] = name`` and the problem as its reason (both lists are updated in place).
+    """
+    images: list[np.ndarray | None] = [None] * len(column)
+    todo = []
+    for i in range(len(column)):
+        if reason[i]:
+            continue
+        images[i], problem = _as_rgb_uint8(column[i])
+        if problem:
+            stage[i], reason[i] = name, problem
+        else:
+            todo.append(i)
+    return images, todo
 
 
 def _as_rgb_uint8(image) -> tuple[np.ndarray | None, str]:

@@ -15,7 +15,6 @@ import ray
 from raymix import registry
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.output_settings import claim_output
-from raymix.pipeline.rows import MethodStage
 from raymix.pipeline.specs import MixJob
 
 __all__ = ["MixJob", "build", "stream", "run", "main"]
@@ -28,15 +27,8 @@ def build(job: MixJob, job_input: stages.JobInput) -> ray.data.Dataset:
     ds = stages.decode(job_input.dataset, job.image_size)
     fractals = {"fractals": job.fractals} if entry.fractals else {}  # AugMix draws none
     pool = job.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
-    ds = ds.map_batches(
-        MethodStage,
-        fn_constructor_kwargs={"method": entry, "options": {**fractals, **job.method_options},
-                               "seed": job.seed, "replicas": job.replicas},
-        batch_size=job.batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),
-        num_cpus=1,
-    )
+    ds = stages.mix(ds, {"method": entry, "options": {**fractals, **job.method_options}, "seed": job.seed,
+                         "replicas": job.replicas}, actors=pool, batch_size=job.batch_size)
     return stages.encode(ds)
 
 

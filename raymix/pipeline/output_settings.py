@@ -13,9 +13,9 @@ own settings with it:
   the recorded settings, so the same other settings find the same folder again).
 
 Recorded are the settings that decide what a row holds (:data:`RECORDED`); the ones that
-only decide how the job runs (:data:`RUN_ONLY`: pool and batch sizes, files' size,
-``limit``, where Ray runs, output printing, the editor's speed options) may change
-between runs. A folder written before this record existed is checked against the
+only decide how the job runs (:data:`RUN_ONLY`: pool, batch and GPU-share sizes, files'
+size, ``limit``, where Ray runs or an LLM is served, output printing, the editor's speed
+options) may change between runs. A folder written before this record existed is checked against the
 settings of its run record (``OUT/.raymix/summary.json``) when it has one.
 """
 
@@ -48,12 +48,20 @@ RECORDED = frozenset({
     "lam", "public_code_masks", "keep_intermediates",
     "editor", "preset", "prompts", "steps", "resolution", "guidance_scale", "image_guidance_scale", "variant",
     "dtype",
+    # aga
+    "detector", "segmenter", "box_threshold", "text_threshold", "on_no_box", "on_several_boxes", "min_mask_area",
+    "max_mask_area", "on_bad_mask", "subject_dtype", "superclasses", "instructions", "backgrounds", "temporal",
+    "llm", "llm_engine", "llm_max_new_tokens", "llm_temperature", "llm_top_p", "llm_dtype",
+    "background_model", "background_steps", "background_guidance", "background_resolution", "background_dtype",
+    "background_variant", "flip_p", "max_angle", "scale_min", "scale_max", "max_shift", "feather",
 })
 #: Settings that only decide how a run goes: free to change between runs of one folder.
 RUN_ONLY = frozenset({
     "output", "write_beside", "limit", "rows_per_file", "storage_options", "address", "json", "verbose",
     "actors", "batch_size", "gpus_per_actor", "edit_actors", "mix_actors",
     "edit_batch_size", "vae_batch", "channels_last", "fuse_qkv", "compile", "compile_vae",
+    "subject_gpus", "subject_actors", "subject_batch_size", "llm_url", "llm_gpus", "llm_actors", "llm_batch_size",
+    "background_gpus", "background_actors", "background_batch_size", "background_model_batch", "composite_actors",
 })
 
 

@@ -112,6 +112,13 @@ def _check_row_image(image: np.ndarray) -> str:
     return ""
 
 
+def _check_row_mask(mask: np.ndarray, size: tuple[int, int]) -> str:
+    """Why a row's mask cannot be used with its image of ``size`` ("" if it can)."""
+    if mask.dtype != np.bool_ or mask.shape != tuple(size):
+        return f"mask must be bool {tuple(size)}, got {mask.dtype} {mask.shape}"
+    return ""
+
+
 def _to_chw(images: Sequence[np.ndarray]) -> torch.Tensor:
     """HWC arrays (possibly read-only) -> a new ``(N, 3, H, W)`` batch; inputs are never written."""
     return nhwc_to_nchw(np.stack(images))
@@ -229,6 +236,8 @@ class MethodStage:
         self.replicas = int(replicas)
         self.epoch = int(epoch)
         self.keep_intermediates = bool(keep_intermediates)
+        if self.keep_intermediates and not hasattr(self.method, "apply_with_hybrids"):
+            raise ValueError(f"{entry.name} has no intermediates to keep")
 
     def __repr__(self) -> str:
         return f"MethodStage({self.method!r}, replicas={self.replicas}, seed={self.seed})"
@@ -318,9 +327,14 @@ class MethodStage:
     def _pair_rows(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """One mixed row per (original, edited) row, as the editing stage expanded them.
 
-        Input columns: ``key`` (or ``source_key``), ``image``, ``edited``, ``replica``,
-        ``prompt``, ``label``, ``class_name``, ``source``, optional ``edit_params`` (kept under
-        ``"edit"`` in ``params``), ``stage``, ``reason`` and ``epoch``. Output:
+        Input columns: ``key`` (or ``source_key``), ``image``, the method's second image
+        (``method.pair_column``: ``edited`` for DiffuseMix, ``background`` for AGA), its mask
+        column if it has one (``method.mask_column``, AGA's ``subject_mask``; bool ``HxW``),
+        ``replica``, the text that made the second image (``method.prompt_column``: ``prompt``,
+        AGA's ``caption``; output as ``prompt``), ``label``, ``class_name``, ``source``, optional
+        JSON provenance columns of earlier stages (``method.pair_provenance``: DiffuseMix's
+        ``edit_params`` is kept under ``"edit"`` in ``params``), ``stage``, ``reason`` and
+        ``epoch``. Output:
         :data:`OUTPUT_COLUMNS` and ``prompt`` (with ``keep_intermediates``: ``generated``,
         ``hybrid``).
         """
@@ -328,10 +342,13 @@ class MethodStage:
         n = len(batch[schema.KEY])
         keys = source_keys(batch)
         images = rows_to_images(batch[schema.IMAGE])
-        edited = rows_to_images(batch[EDITED]) if EDITED in batch else [None] * n
+        second = method.pair_column
+        edited = rows_to_images(batch[second]) if second in batch else [None] * n
+        mask_column = method.mask_column if method.mask_column in batch else None
+        masks = [np.asarray(m) for m in batch[mask_column]] if mask_column else [None] * n
         replicas = [int(r) for r in column(batch, schema.REPLICA, n, 0)]
-        prompts = [str(p) for p in column(batch, PROMPT, n, "")]
-        edit_params = column(batch, EDIT_PARAMS, n, "")
+        prompts = [str(p) for p in column(batch, method.prompt_column, n, "")]
+        provenance = {key: column(batch, col, n, "") for col, key in method.pair_provenance.items()}
         reasons = column(batch, schema.REASON, n, "")
         stages = column(batch, schema.STAGE, n, "")
         epochs = self._epochs(batch, n)
@@ -342,13 +359,15 @@ class MethodStage:
             if reasons[i]:
                 continue
             why = _check_row_image(images[i]) or (_check_row_image(edited[i]) if edited[i] is not None
-                                                 else "no edited image")
+                                                 else f"no {second} image")
+            if not why and mask_column:
+                why = _check_row_mask(masks[i], images[i].shape[:2])
             if why:
                 results[i] = why
             else:
                 todo.setdefault((images[i].shape, edited[i].shape), []).append(i)
 
-        blocks = [_image_block(batch, schema.IMAGE), _image_block(batch, EDITED)]
+        blocks = [_image_block(batch, schema.IMAGE), _image_block(batch, second)]
 
         def run(rows, whole=False):
             if whole:
@@ -357,11 +376,12 @@ class MethodStage:
                 x, e = _to_chw([images[i] for i in rows]), _to_chw([edited[i] for i in rows])
             params = [method.make_params(self._generator(keys[i], replicas[i], epochs[i]), x.shape[-2:])
                       for i in rows]
+            mask_arg = {"masks": torch.from_numpy(np.stack([masks[i] for i in rows]))} if mask_column else {}
             if keep:
                 out, hyb = method.apply_with_hybrids(x, params, e)
                 hyb_hwc = nchw_to_nhwc(hyb)
             else:
-                out, hyb_hwc = method.apply(x, params, e), [None] * len(rows)
+                out, hyb_hwc = method.apply(x, params, e, **mask_arg), [None] * len(rows)
             out_hwc = nchw_to_nhwc(out)
             infos = [method.describe(p) for p in params]
             return dict(zip(rows, zip(out_hwc, infos, hyb_hwc, strict=True), strict=True)), out_hwc
@@ -394,8 +414,9 @@ class MethodStage:
             if keep:
                 more.update(generated=edited[i], hybrid=hyb)
             params = {**info, PROMPT: prompts[i]}
-            if edit_params[i]:
-                params["edit"] = json.loads(edit_params[i])  # the editing stage's provenance
+            for key, values in provenance.items():
+                if values[i]:
+                    params[key] = json.loads(values[i])  # an earlier stage's provenance (the edit, ...)
             out.add(image, schema.output_key(keys[i], name, replicas[i]), keys[i], name,
                     replicas[i], json.dumps(params), self.seed, meta, "", "", **more)
         return out.columns(images=whole_block)

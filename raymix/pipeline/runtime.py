@@ -52,10 +52,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
 def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
-    JSON with ``job.json``; exit status 0 only when the counts reconcile and some image was
-    written (not every row quarantined). The output folder's settings record is checked
-    first (:mod:`raymix.pipeline.output_settings`). Quiet unless ``job.verbose``: Ray's output goes to a
-    log folder (:mod:`raymix.pipeline.console`)."""
+    JSON with ``job.json``; exit status 0 only when the counts reconcile, some image was
+    written (not every row quarantined) and no row is left for a rerun (``retryable``). The
+    output folder's settings record is checked first, before Ray starts
+    (:mod:`raymix.pipeline.output_settings`). Quiet unless ``job.verbose``: Ray's output goes
+    to a log folder (:mod:`raymix.pipeline.console`)."""
     from raymix.pipeline import console
     from raymix.pipeline.output_settings import claim_output
 
@@ -68,4 +69,7 @@ def run_job(job, run) -> int:
         empty = result.nothing_written()
         if empty:
             print(empty, file=sys.stderr, flush=True)
-    return 0 if result.reconciled and not empty else 1
+        unfinished = result.unfinished()
+        if unfinished:
+            print(unfinished, file=sys.stderr, flush=True)
+    return 0 if result.reconciled and not empty and not unfinished else 1

@@ -11,11 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from raymix import registry
+from raymix.models.aga_options import BackgroundOptions, CaptionLLMOptions, SubjectOptions
 from raymix.models.editor_options import EditorOptions
 from raymix.schema import DEFAULT_ROWS_PER_FILE, FORMATS
 from raymix.settings import address_option, nested, option, storage_options_option, verbose_option
 
-__all__ = ["JobSpec", "MixJob", "DiffuseMixJob"]
+__all__ = ["JobSpec", "MixJob", "DiffuseMixJob", "AGAJob", "LLM_ENGINES", "NO_LLM"]
+
+#: How AGA's captions are written: a transformers causal LM in a Ray actor pool, Ray's vLLM
+#: batch stage (GPU clusters with vLLM installed), or an OpenAI-compatible HTTP endpoint.
+LLM_ENGINES = ("transformers", "vllm", "http")
+#: ``--llm none``: no LLM, template captions only.
+NO_LLM = "none"
 
 
 @dataclass(kw_only=True)
@@ -74,3 +81,60 @@ class DiffuseMixJob(JobSpec):
                                                  "paper's 4 binary masks")
     mix_actors: int = option(2, help="max mixing actors")
     keep_intermediates: bool = option(False, help="also store the generated and hybrid images")
+
+
+@dataclass(kw_only=True)
+class AGAJob(JobSpec):
+    """Settings of one AGA run (Rahat et al. 2024). Model defaults are the paper's
+    (:mod:`raymix.models.aga_options`); the caption sets and the compositing ranges are
+    raymix's where the paper gives none (``docs/aga.md``, ``docs/methods.md``). ``replicas``
+    is the number of augmented images per input (the paper goes up to 10x, Fig. 6).
+
+    Each model stage is an actor pool with its own GPU fraction and size, so the four models
+    can share one GPU (fractions summing to at most 1) or each have their own; a pool's size
+    defaults to the cluster's GPUs / its fraction."""
+
+    image_size: int = option(1024, help="output side: images are centre-cropped to it; 1024 is SDXL's "
+                                        "default, so backgrounds are not resized")
+    # subject isolation (GPU)
+    subject: SubjectOptions = nested(SubjectOptions, "subject isolation (GroundingDINO + SAM, GPU)")
+    superclasses: str | None = option(None, metavar="URI", default_text="the packaged ImageNet-1k table",
+                                      help="class -> superclass table (TSV or JSON) for the detector's prompt")
+    subject_gpus: float = option(0.25, help="GPUs per subject actor (fractions share a GPU)")
+    subject_actors: int | None = option(None, default_text="GPUs / subject-gpus", help="max subject actors")
+    subject_batch_size: int = option(8, help="images per detector/segmenter call")
+    # captions (CPU) and the LLM (GPU)
+    instructions: str | None = option(None, metavar="URI", default_text="raymix's 3",
+                                      help="instruction set file, one entry per line")
+    backgrounds: str | None = option(None, metavar="URI", default_text="raymix's 18",
+                                     help="background (spatial) set file, one entry per line")
+    temporal: str | None = option(None, metavar="URI", default_text="raymix's 13",
+                                  help="temporal set file (times of day, seasons), one entry per line")
+    llm: CaptionLLMOptions = nested(CaptionLLMOptions, "caption LLM ('--llm none': template captions only)")
+    llm_engine: str = option("transformers", choices=LLM_ENGINES,
+                             help="transformers (an actor pool), vllm (ray.data.llm, GPU clusters with vLLM) or "
+                                  "http (ray.data.llm, an OpenAI-compatible endpoint at --llm-url)")
+    llm_url: str | None = option(None, metavar="URL", help="chat completions URL for --llm-engine http, e.g. "
+                                                            "http://host:8000/v1/chat/completions")
+    llm_gpus: float = option(0.25, help="GPUs per LLM actor")
+    llm_actors: int | None = option(None, default_text="GPUs / llm-gpus", help="max LLM actors")
+    llm_batch_size: int = option(16, help="prompts per LLM call")
+    # backgrounds (GPU)
+    background: BackgroundOptions = nested(BackgroundOptions, "backgrounds (Stable Diffusion XL, GPU)")
+    background_gpus: float = option(0.5, help="GPUs per background actor")
+    background_actors: int | None = option(None, default_text="GPUs / background-gpus",
+                                           help="max background actors")
+    background_batch_size: int = option(4, help="captions per background batch")
+    # compositing (CPU)
+    flip_p: float = option(0.5, help="probability of flipping the subject left-right (raymix's choice)")
+    max_angle: float = option(15.0, help="subject rotation uniform in +-this many degrees (raymix's choice)")
+    scale_min: float = option(0.8, help="smallest subject scale (raymix's choice)")
+    scale_max: float = option(1.2, help="largest subject scale (raymix's choice)")
+    max_shift: float = option(0.0, help="subject shift, uniform in +-this fraction of the side (0: stays put)")
+    feather: float = option(0.0, help="soft paste: Gaussian sigma in pixels inside the mask's edge (0: hard)")
+    composite_actors: int = option(2, help="max compositing actors (CPU)")
+
+    def composite_options(self) -> dict:
+        """Keyword arguments of :class:`raymix.methods.aga.AGA`."""
+        return {"flip_p": self.flip_p, "max_angle": self.max_angle, "scale": (self.scale_min, self.scale_max),
+                "max_shift": self.max_shift, "feather": self.feather}

@@ -21,11 +21,11 @@ from raymix import schema
 from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
 from raymix.io.retry import DEFAULT_POLICY
-from raymix.io.writers import QUARANTINE_DIR, WriteSummary, completed_sources
+from raymix.io.writers import QUARANTINE_DIR, RETRYABLE, WriteSummary, completed_sources, forget_retryable
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
 from raymix.pipeline.datasource import read_dataset
-from raymix.pipeline.rows import expand_replicas
+from raymix.pipeline.rows import MethodStage, expand_replicas
 from raymix.pipeline.specs import JobSpec
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,16 @@ class JobInput:
 
 def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     """Plan the read of ``job.input`` and open it as a Dataset. With ``resume``, leave out
-    the sources a previous run already finished under ``job.output`` (so a rerun resumes);
-    without, every row is read (the rows stream on instead of being written)."""
+    the sources a previous run already finished under ``job.output`` (so a rerun resumes;
+    rows a storage error kept from being read, quarantined as ``retryable``, are not
+    finished: their records are dropped and they are read again); without, every row is
+    read (the rows stream on instead of being written)."""
     plan = plan_read(job.input, storage_options=job.storage_options)
     done = set()
     if resume:
+        retried = forget_retryable(job.output, storage_options=job.storage_options)
+        if retried:
+            print(f"retrying: {retried} input rows that storage errors kept from being read", flush=True)
         done = completed_sources(job.output, job.replicas, format=job.format, storage_options=job.storage_options)
     if done:
         print(f"resuming: {len(done)} input rows already finished in {job.output}", flush=True)
@@ -115,6 +120,28 @@ def read_input(job: JobSpec, *, resume: bool = True) -> JobInput:
     ds = read_dataset(plan, limit=job.limit, skip_keys=done or None)
     ds = ds.map_batches(count_rows, fn_kwargs={"counter": counter}, batch_format="numpy", batch_size=None)
     return JobInput(ds, plan, counter, skipped=len(done))
+
+
+def actor_resources(gpus_per_actor: float, max_actors: int | None, *, cpu_fallback: bool, what: str,
+                    cpus: float = 1.0) -> tuple[dict, int | None]:
+    """Ray resources of one model actor and the largest pool (``max_actors``, else the GPUs the
+    cluster has now / ``gpus_per_actor``).
+
+    With no GPU in the cluster, a model that can run on a CPU (``cpu_fallback``: the tiny
+    random-weight builds) gets ``cpus`` per actor: what a laptop needs. A GPU actor reserves
+    ``cpus`` too (Ray Data's default would be one). A real model on a cluster
+    with no GPU node *yet* (autoscaling from zero) gets an unbounded pool that grows as GPU
+    nodes join, unless ``max_actors`` caps it.
+    """
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor > 0 and (cluster_gpus > 0 or not cpu_fallback):
+        gpu = {"num_gpus": gpus_per_actor, "num_cpus": cpus}
+        if cluster_gpus == 0:
+            log.warning("no GPU in the cluster yet; %s actors wait for GPU nodes to join", what)
+            return gpu, max_actors
+        return gpu, max_actors or max(1, int(cluster_gpus // gpus_per_actor))
+    log.info("%s on CPU", what)
+    return {"num_cpus": cpus}, max_actors or 1
 
 
 def decode(ds: ray.data.Dataset, size: int) -> ray.data.Dataset:
@@ -126,6 +153,14 @@ def replicate(ds: ray.data.Dataset, replicas: int, method: str) -> ray.data.Data
     """:func:`raymix.pipeline.rows.expand_replicas` as CPU tasks (before a pair method's model stage)."""
     return ds.map_batches(expand_replicas, fn_kwargs={"replicas": replicas, "method": method},
                           batch_format="numpy", batch_size=CPU_BATCH)
+
+
+def mix(ds: ray.data.Dataset, stage_kwargs: dict, *, actors: int, batch_size: int = CPU_BATCH) -> ray.data.Dataset:
+    """:class:`raymix.pipeline.rows.MethodStage` (``stage_kwargs``: its constructor's) as a CPU actor
+    pool of at most ``actors`` (one CPU each)."""
+    return ds.map_batches(MethodStage, fn_constructor_kwargs=stage_kwargs, batch_size=batch_size,
+                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                          num_cpus=1)
 
 
 def encode(ds: ray.data.Dataset, quality: int = JPEG_QUALITY) -> ray.data.Dataset:
@@ -147,12 +182,25 @@ class JobResult:
     def reconciled(self) -> bool:
         return self.summary.reconcile(self.rows_in, self.replicas)
 
+    @property
+    def retryable(self) -> int:
+        """Rows a storage error kept from being read (quarantined as ``retryable``): the
+        job is not finished until a rerun has read them."""
+        return int(self.summary.reasons.get(RETRYABLE, 0))
+
+    def unfinished(self) -> str | None:
+        """Why a rerun is needed (rows left ``retryable``); ``None`` when none is."""
+        if not self.retryable:
+            return None
+        return (f"not finished: {self.retryable} input rows could not be read because of storage errors that "
+                f"outlasted the retries (quarantined as {RETRYABLE}); run the same command again to read them")
+
     def nothing_written(self) -> str | None:
         """Why the job wrote no image although it read rows (every row quarantined); ``None``
         when it wrote some, or when an earlier run already did."""
         s = self.summary
-        if s.written or s.already_written or not s.quarantined:
-            return None
+        if s.written or s.already_written or not s.quarantined or set(s.reasons) == {RETRYABLE}:
+            return None  # (all retryable: unfinished() says what to do)
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(s.reasons.items()))
         return (f"wrote no images: all {self.rows_in} input rows were quarantined ({reasons}); "
                 f"see {posixpath.join(s.output_uri, QUARANTINE_DIR)} and check --input")

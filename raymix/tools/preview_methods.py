@@ -42,6 +42,10 @@ __all__ = [
     "image_samples",
     "diffusemix_samples",
     "miamix_samples",
+    "AGASample",
+    "AGAModels",
+    "load_aga_models",
+    "aga_samples",
     "load_editor",
     "method_section",
 ]
@@ -301,6 +305,103 @@ def miamix_samples(originals: Sequence[Original], samples: int, *, seed: int = 0
     return out
 
 
+@dataclass
+class AGASample:
+    """The stages of one AGA sample (AGA Fig. 2, 3 and 5): the input, the detector's box (``None``
+    when it found none), the subject mask (bool ``HxW``), the background caption, the generated
+    background and the composite; ``params`` is the row's provenance. ``reason`` is set when the
+    row was quarantined."""
+
+    input: np.ndarray
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+    caption: str = ""
+    background: np.ndarray | None = None
+    final: np.ndarray | None = None
+    params: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class AGAModels:
+    """AGA's model stages for a preview (:mod:`raymix.pipeline.aga_stages`); ``llm`` is ``None``
+    for template captions."""
+
+    subject: object
+    background: object
+    llm: object | None
+    names: dict
+
+
+def load_aga_models(detector: str, segmenter: str, background: str, llm: str | None, *, seed: int = 0,
+                    steps: int | None = None, whole_image: bool = False, superclasses: str | None = None) -> AGAModels:
+    """The subject, background and caption stages the AGA job runs, built in-process. ``llm``
+    ``None`` or ``"none"``: template captions. ``whole_image``: keep the whole image as the subject
+    where the job's default would quarantine it (no box, an empty or full mask). Raises
+    :class:`PreviewError` when a model does not load."""
+    from raymix.models.superclasses import load_superclasses
+    from raymix.pipeline.aga_stages import BackgroundStage, CaptionLLMStage, SubjectStage
+
+    policy = {"on_no_box": "whole-image", "on_bad_mask": "whole-image"} if whole_image else {}
+    try:
+        table = load_superclasses(superclasses)
+        subject = SubjectStage(detector, segmenter, superclasses=table, seed=seed, **policy)
+        back = BackgroundStage(background, seed=seed, **({"steps": steps} if steps else {}))
+        caption = CaptionLLMStage(llm, seed=seed) if llm and llm != "none" else None
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        raise PreviewError(f"cannot load AGA's models: {type(err).__name__}: {err}\n"
+                           "(use --detector tiny --segmenter tiny --background-model tiny --llm tiny to preview "
+                           "offline with random weights)") from err
+    names = {"detector": detector, "segmenter": segmenter, "background": background, "llm": llm or "none"}
+    return AGAModels(subject, back, caption, names)
+
+
+def aga_samples(originals: Sequence[Original], samples: int, models: AGAModels, *, seed: int = 0,
+                options: dict | None = None) -> list[list[AGASample]]:
+    """Run AGA's stages on the originals as the job does (subject once per original, then per
+    replica: caption, background, composite through :class:`raymix.pipeline.rows.MethodStage`);
+    the words to avoid are the originals' class names, descriptions and superclasses."""
+    from raymix.methods.aga_captions import CaptionEngine, avoid_words
+    from raymix.pipeline.aga_rows import choose_captions, draw_captions, subject_params
+    from raymix.pipeline.aga_stages import BACKGROUND, CAPTION, SUBJECT_BOX, SUBJECT_MASK, SUPERCLASS
+    from raymix.pipeline.rows import MethodStage, expand_replicas
+
+    n = len(originals)
+    batch = {
+        schema.IMAGE: np.stack([o.image for o in originals]),
+        schema.KEY: np.array([o.key for o in originals], dtype=object),
+        schema.LABEL: np.array([o.label for o in originals], dtype=np.int64),
+        schema.CLASS_NAME: np.array([o.class_name for o in originals], dtype=object),
+        schema.SOURCE: np.array([""] * n, dtype=object),
+        schema.STAGE: np.array([""] * n, dtype=object),
+        schema.REASON: np.array([""] * n, dtype=object),
+    }
+    subjects = subject_params(models.subject(batch))
+    engine = CaptionEngine(avoid=avoid_words([o.class_name for o in originals], [o.description for o in originals],
+                                             [str(s) for s in subjects[SUPERCLASS]]))
+    rows = expand_replicas(subjects, replicas=samples, method="aga")
+    rows = draw_captions(rows, engine=engine, seed=seed, descriptions={o.class_name: o.description for o in originals})
+    if models.llm is not None:
+        rows = choose_captions(models.llm(rows), engine=engine)
+    rows = models.background(rows)
+    mixed = MethodStage("aga", options or {}, seed=seed)(rows)
+
+    out: list[list[AGASample]] = [[] for _ in originals]
+    by_key = {o.key: i for i, o in enumerate(originals)}
+    for j in range(len(rows[schema.KEY])):
+        i = by_key[str(rows[schema.SOURCE_KEY][j])]
+        box = np.asarray(rows[SUBJECT_BOX][j], dtype=np.float64)
+        sample = AGASample(originals[i].image, None if np.isnan(box).any() else tuple(float(v) for v in box),
+                           np.asarray(rows[SUBJECT_MASK][j]), str(rows[CAPTION][j]),
+                           reason=str(mixed[schema.REASON][j]))
+        if not sample.reason:
+            sample.background = np.asarray(rows[BACKGROUND][j])
+            sample.final = np.asarray(mixed[schema.IMAGE][j])
+            sample.params = json.loads(mixed[schema.PARAMS][j])
+        out[i].append(sample)
+    return out
+
+
 # ---------------------------------------------------------------------------------------- captions
 
 
@@ -352,6 +453,10 @@ def method_section(
         return Section(entry.title, rows, uses_fractals=entry.fractals)
     if entry.kind == "batch":
         return _miamix_section(originals, samples, seed=seed, captions=captions, title=entry.title)
+    if name == "aga":
+        if not isinstance(editor, AGAModels):
+            raise ValueError("aga needs its models (see load_aga_models)")
+        return _aga_section(originals, samples, editor, seed=seed, captions=captions, title=entry.title)
     if editor is None:
         raise ValueError(f"{name} needs an editor (see load_editor)")
     return _diffusemix_section(originals, samples, editor, seed=seed, fractals=fractals, captions=captions,
@@ -411,3 +516,50 @@ def _diffusemix_section(originals, samples, editor, *, seed, fractals, captions,
                 "column is noise-like, a stand-in for a real edit. Run with the real model "
                 "(--editor timbrooks/instruct-pix2pix, on a GPU) to see true DiffuseMix images.")
     return Section(title, rows, note, uses_fractals=True)
+
+
+def _with_box(image: np.ndarray, box) -> np.ndarray:
+    """The image with the detector's box drawn in red (2 px)."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(image).convert("RGB")
+    if box is not None:
+        ImageDraw.Draw(picture).rectangle([round(v) for v in box], outline=(230, 30, 30), width=2)
+    return np.asarray(picture)
+
+
+def _aga_section(originals, samples, models: AGAModels, *, seed, captions, title) -> Section:
+    results = aga_samples(originals, samples, models, seed=seed)
+    rows = []
+    for o, row in zip(originals, results, strict=True):
+        for r, s in enumerate(row):
+            if s.reason:
+                rows.append([_original_tile(o), Tile(_with_box(s.input, s.box), f"quarantined: {s.reason}")])
+                continue
+            subject = s.params.get("subject", {})
+            moves = f"{'flip, ' if s.params.get('flip') else ''}rot {number(s.params.get('angle', 0.0))}, " \
+                    f"scale {number(s.params.get('scale', 1.0))}"
+            if captions:
+                texts = [f"input {o.key}\n{o.title}",
+                         f"box: {subject.get('superclass', '')} {number(subject.get('score', 0.0))}\n"
+                         f"{subject.get('status', '')}",
+                         f"mask: {number(subject.get('mask_area', 0.0))} of the image",
+                         f"background r{r}\n{s.caption}",
+                         f"result\n{moves}\ncaption: {s.params.get('caption', {}).get('source', '')}"]
+            else:
+                texts = [f"input {o.key}", "box", "mask", f"background r{r}", "result"]
+            images = [s.input, _with_box(s.input, s.box), s.mask.astype(np.float32), s.background, s.final]
+            rows.append([Tile(img, text) for img, text in zip(images, texts, strict=True)])
+    names = models.names
+    from raymix.models.random_models import random_size
+
+    randoms = [k for k, v in names.items() if k != "llm" and random_size(v.removesuffix("-sd15")) is not None]
+    if names["llm"] != "none" and random_size(names["llm"]) is not None:
+        randoms.append("llm")
+    note = (f"Models: detector {names['detector']}, segmenter {names['segmenter']}, background "
+            f"{names['background']}, LLM {names['llm']}" + (" (template captions)." if names["llm"] == "none" else "."))
+    if randoms:
+        note += (f" RANDOM weights ({', '.join(randoms)}): what they make (boxes, masks, backgrounds"
+                 + (", LLM captions" if "llm" in randoms else "") + ") are stand-ins; run with the real models on a "
+                 "GPU to see true AGA images.")
+    return Section(title, rows, note)

@@ -287,6 +287,10 @@ def make_plan(request: PlanInput) -> Plan:
     return plan
 
 
+#: The benchmark that measures a GPU method's stages (its figures replace the MFU estimate).
+GPU_BENCH = {"diffusemix": "raymix bench gpu", "aga": "raymix bench aga"}
+
+
 def _hours(h: float) -> str:
     if h >= 48:
         return f"{h / 24:.1f} d"
@@ -309,7 +313,8 @@ def format_plan(plan: Plan) -> str:
         lines += [
             f"GPU work per output: {total:.2f} TFLOP ({parts}) [counted]",
             f"GPU time per output: {plan.gpu_seconds_per_output:.3f} s on {p.gpu} ({plan.peak_tflops:g} TFLOP/s "
-            f"dense bf16) at MFU {p.mfu:.2f} [ESTIMATE until raymix bench gpu is measured]",
+            f"dense bf16) at MFU {p.mfu:.2f} [ESTIMATE until {GPU_BENCH.get(p.method, 'raymix bench gpu')} "
+            "is measured]",
             f"GPU-hours: {plan.gpu_hours:,.0f}",
         ]
     cpu_parts = ", ".join(f"{k} {v:.2f}" for k, v in plan.cpu_ms_per_output.items())

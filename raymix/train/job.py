@@ -17,7 +17,7 @@ from raymix.train.config import RECIPES, TrainConfig, TrainInput, parse_input, p
 __all__ = ["TrainJob", "chain_methods", "inputs_of", "chained_stream", "run", "main"]
 
 def chain_methods() -> tuple[str, ...]:
-    """What ``--chain`` can run: a "pair" method's own job (DiffuseMix) or an "image" method
+    """What ``--chain`` can run: a "pair" method's own job (DiffuseMix, AGA) or an "image" method
     through the mix job (read from the registry each time the flags are built)."""
     return registry.method_names(kind="pair") + registry.method_names(kind="image")
 
@@ -98,10 +98,12 @@ def chained_stream(job: TrainJob):
     source = job.chain_input or parse_input(job.input[0]).source
     settings = {"input": source, "limit": job.limit, "storage_options": job.storage_options, **job.chain_options}
     where = " in --chain-options"
-    if registry.method(job.chain).kind == "pair":
-        from raymix.pipeline import diffusemix
+    if registry.method(job.chain).kind == "pair":  # its own job (DiffuseMix, AGA), whose module streams it
+        import importlib
 
-        return diffusemix.stream(build(diffusemix.DiffuseMixJob, settings, where=where))
+        entry = registry.job(job.chain)
+        module = importlib.import_module(entry.run.partition(":")[0])
+        return module.stream(build(entry.load_settings(), settings, where=where))
     from raymix.pipeline import mix
 
     return mix.stream(build(mix.MixJob, {"method": job.chain, **settings}, where=where))

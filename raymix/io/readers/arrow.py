@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
+from raymix.io import storage
 from raymix.io.readers.parquet import hf_class_names, hf_rows, label_column
 from raymix.io.readers.shard import RowBuffer, Shard
 
@@ -39,12 +40,12 @@ def _open_batches(f):
 
 def read_arrow_shard(plan, shard: Shard) -> Iterator[pa.Table]:
     """The rows of one Arrow file, in batches of at most ``plan.block_rows``."""
-    rows = RowBuffer(shard.source, plan.block_bytes, plan.block_rows)
+    rows = RowBuffer(shard.source, plan.block_bytes, plan.block_rows, shard.name)
     rel = shard.path[len(plan.root.rstrip("/")) + 1:] if shard.path.startswith(plan.root.rstrip("/") + "/") else shard.path
     stem = rel.rsplit("/", 1)[-1] if rel.startswith("/") else rel
     stem = stem[: -len(".arrow")] if stem.lower().endswith(".arrow") else stem
     try:
-        with plan.fs.open(shard.path, "rb") as f:
+        with storage.RetryingFile(plan.fs, shard.path, plan.retry_seconds) as f:
             schema, batches = _open_batches(f)
             sliced = (b.slice(s, plan.block_rows) for b in batches for s in range(0, b.num_rows, plan.block_rows))
             yield from hf_rows(plan, shard, schema, sliced, stem, rows)

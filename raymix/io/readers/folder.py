@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from raymix.io import storage, wds
 from raymix.io.readers.classes import CLASS_FILES, given_classes, load_class_file
-from raymix.io.readers.shard import RowBuffer, Shard, hidden, strip_ext
+from raymix.io.readers.shard import RowBuffer, Shard, hidden, read_reason, strip_ext
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,14 @@ def class_list(fs, root: str, folders: list[str], top_files: Collection[str], cl
     return names, descriptions, index
 
 
-def list_tree(fs, root: str, folders: list[str], list_threads: int) -> list[list[tuple[str, int]]]:
-    """``(path, size)`` of every file under each class folder, sorted; one thread per folder."""
+def list_tree(fs, root: str, folders: list[str], list_threads: int,
+              retry_seconds: float = storage.DEFAULT_RETRY_SECONDS) -> list[list[tuple[str, int]]]:
+    """``(path, size)`` of every file under each class folder, sorted; one thread per folder
+    (each listing retried through transient errors)."""
 
     def list_folder(folder: str) -> list[tuple[str, int]]:
         base = posixpath.join(root, folder)
-        found = fs.find(base, detail=True)
+        found = storage.retry(lambda: fs.find(base, detail=True), f"listing {base}", retry_seconds)
         return sorted((p, d.get("size") or 0) for p, d in found.items() if not hidden(p[len(base):]))
 
     with ThreadPoolExecutor(max_workers=max(1, list_threads)) as pool:
@@ -188,43 +190,22 @@ def flat_shards(fs, root: str, files: list[tuple[str, int]], classes, files_per_
 
 
 def read_folder_shard(plan, shard: Shard) -> Iterator[pa.Table]:
-    """The rows of one virtual shard; a file that cannot be fetched gives a row with no
-    bytes (quarantined at decode)."""
+    """The rows of one virtual shard. Each file is fetched on its own (no glob expansion)
+    and retried through transient errors; one that still cannot be read gives a row
+    without bytes and with its reason (:func:`~raymix.io.readers.shard.read_reason`)."""
     rows = RowBuffer(shard.source, plan.block_bytes, plan.block_rows)
     fs = plan.fs
     chunk = max(1, plan.fetch_threads * 4)
     for start in range(0, len(shard.files), chunk):
         paths = list(shard.files[start : start + chunk])
-        try:
-            got = fs.cat(paths, on_error="return")
-        except Exception as err:  # the whole request failed: fetch one by one
-            log.warning("batched fetch failed (%s); fetching files one by one", err)
-            got = {}
-            for p in paths:
-                try:
-                    got[p] = fs.cat_file(p)
-                except Exception as one_err:
-                    got[p] = one_err
-        if not isinstance(got, dict):  # a single path comes back as bytes
-            got = {paths[0]: got}
+        got = storage.fetch_files(fs, paths, plan.fetch_threads, plan.retry_seconds)
         for j, (p, key) in enumerate(zip(paths, shard.keys[start : start + chunk])):
-            data = _lookup(got, p, fs)
+            data, reason = got[p], ""
             if isinstance(data, BaseException):
-                log.warning("cannot read %s: %s", storage.uri_of(fs, p), data)
+                reason = read_reason(data)
+                log.warning("cannot read %s (%s): %s", storage.uri_of(fs, p), reason, data)
                 data = None
-            if shard.labels:
-                label = shard.labels[start + j]
-                yield from rows.add(key, data, label, plan.class_name(label))
-            else:
-                yield from rows.add(key, data, shard.label, shard.class_name)
+            label = shard.labels[start + j] if shard.labels else shard.label
+            cname = plan.class_name(label) if shard.labels else shard.class_name
+            yield from rows.add(key, data, label, cname, reason)
     yield from rows.flush()
-
-
-def _lookup(got: dict, path: str, fs):
-    if path in got:
-        return got[path]
-    stripped = fs._strip_protocol(path)
-    for k, v in got.items():
-        if fs._strip_protocol(k) == stripped:
-            return v
-    return FileNotFoundError(path)

@@ -6,8 +6,11 @@ docstring describes the layouts).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import posixpath
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import fsspec
@@ -18,12 +21,16 @@ from raymix.io import storage, wds
 from raymix.io.readers import folder
 from raymix.io.readers.arrow import ARROW_SUFFIXES, HF_DISK_FILES, arrow_class_names, read_arrow_shard
 from raymix.io.readers.classes import given_classes, load_class_file
-from raymix.io.readers.parquet import read_parquet_shard, schema_class_names
-from raymix.io.readers.shard import DEFAULT_BLOCK_BYTES, DEFAULT_BLOCK_ROWS, PARQUET_SUFFIXES, Shard, hidden
+from raymix.io.readers.parquet import index_parquet, read_parquet_shard, schema_class_names
+from raymix.io.readers.shard import (
+    DEFAULT_BLOCK_BYTES, DEFAULT_BLOCK_ROWS, PARQUET_SUFFIXES, Shard, file_stem, hidden, unique_key,
+)
 from raymix.io.readers.webdataset import read_tar_shard
 from raymix.schema import KEY, LAYOUTS
 
 __all__ = ["ReadPlan", "plan_read"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FILES_PER_SHARD = 1000
 _SHARD_READERS = {
@@ -50,13 +57,17 @@ class ReadPlan:
     classes: list[str] | None = None
     descriptions: list[str] | None = None
     fetch_threads: int = 16
+    list_threads: int = 16
     block_bytes: int = DEFAULT_BLOCK_BYTES
     block_rows: int = DEFAULT_BLOCK_ROWS
+    #: How long one read retries a transient storage error (:func:`raymix.io.storage.retry`).
+    retry_seconds: float = storage.DEFAULT_RETRY_SECONDS
     _class_index: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def num_rows(self) -> int | None:
-        """Rows the plan will read, when known without reading (folder trees)."""
+        """Rows the plan will read, when known without reading: folder trees (the listing)
+        and parquet shards (their footers, read when planning)."""
         counts = [s.num_rows for s in self.shards]
         return None if any(c is None for c in counts) else sum(counts)
 
@@ -124,6 +135,7 @@ def plan_read(
     key_prefix: str = "",
     list_threads: int = 16,
     fetch_threads: int = 16,
+    retry_seconds: float = storage.DEFAULT_RETRY_SECONDS,
 ) -> ReadPlan:
     """List ``uri`` once and decide the shards; no image bytes are read.
 
@@ -133,6 +145,11 @@ def plan_read(
     ``extensions``: for folder trees, file extensions to keep (default: every file that
     is not hidden, so non-images reach the decoder and are quarantined, never silently
     dropped). ``key_prefix`` is prepended to folder-tree keys (e.g. ``"train/"``).
+    ``retry_seconds``: how long each listing and read retries a transient storage error.
+
+    Parquet footers are read here (``list_threads`` at a time): the rows each shard holds,
+    and the keys its rows will have, so that keys shared by two rows of the input are
+    made unique (:func:`~raymix.io.readers.shard.unique_key`) wherever they are.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -140,14 +157,21 @@ def plan_read(
     if not uris:
         raise ValueError("no input URI given")
     fs, first = storage.filesystem(uris[0], storage_options)
-    common = dict(fs=fs, fetch_threads=fetch_threads)
+    common = dict(fs=fs, fetch_threads=fetch_threads, retry_seconds=retry_seconds, list_threads=list_threads)
 
-    if len(uris) > 1 or any(ch in uris[0] for ch in "*?["):
+    def again(fn, what):
+        return storage.retry(fn, what, retry_seconds)
+
+    def is_glob(path: str) -> bool:  # a name that merely holds glob characters is no glob
+        return any(ch in path for ch in "*?[") and not again(lambda: fs.exists(path), f"looking up {path}")
+
+    if len(uris) > 1 or is_glob(first):
         files: list[tuple[str, int]] = []
         for u in uris:
             _, p = storage.filesystem(u, storage_options)
-            if any(ch in p for ch in "*?["):
-                files.extend(sorted((q, d.get("size") or 0) for q, d in fs.glob(p, detail=True).items()))
+            if is_glob(p):
+                found = again(lambda p=p: fs.glob(p, detail=True), f"listing {p}")
+                files.extend(sorted((q, d.get("size") or 0) for q, d in found.items()))
             else:
                 files.append((p, 0))
         if not files:
@@ -159,7 +183,7 @@ def plan_read(
             return _flat_plan(uris[0], root, files, classes, files_per_shard, key_prefix, common)
         return _file_plan(uris[0], layout, root, files, classes, common)
 
-    info = fs.info(first)
+    info = again(lambda: fs.info(first), f"looking up {first}")
     if info["type"] != "directory":
         layout = _layout_of_files([first]) if layout == "auto" else layout
         if layout == "folder":  # one image file
@@ -167,7 +191,7 @@ def plan_read(
                               files_per_shard, key_prefix, common)
         return _file_plan(uris[0], layout, posixpath.dirname(first), [(first, info.get("size") or 0)], classes, common)
 
-    entries = fs.ls(first, detail=True)
+    entries = again(lambda: fs.ls(first, detail=True), f"listing {first}")
     top_files = {posixpath.basename(e["name"].rstrip("/")): e for e in entries if e["type"] != "directory"}
     if layout == "auto":
         names = [n for n in top_files if not hidden(n)]
@@ -188,7 +212,7 @@ def plan_read(
         return _flat_plan(uris[0], first, files, classes, files_per_shard, key_prefix, common)
     if layout in _FILE_SUFFIXES:
         suffixes = _FILE_SUFFIXES[layout]
-        found = fs.find(first, detail=True)
+        found = again(lambda: fs.find(first, detail=True), f"listing {first}")
         files = sorted(
             (p, d.get("size") or 0)
             for p, d in found.items()
@@ -221,7 +245,9 @@ def _layout_of_files(paths: list[str]) -> str:
 
 def _file_plan(uri, layout, root, files, classes, common, top_files=None) -> ReadPlan:
     fs = common["fs"]
-    shards = [Shard(storage.uri_of(fs, p), path=p, size_bytes=int(s)) for p, s in files]
+    shards = [Shard(storage.uri_of(fs, p), path=p, size_bytes=int(s), name=_shard_name(root, p)) for p, s in files]
+    if layout == "parquet":
+        shards = _indexed(fs, shards, common["list_threads"], common["retry_seconds"])
     names = descriptions = None
     if classes is not None:
         names, descriptions = given_classes(classes)
@@ -241,6 +267,34 @@ def _file_plan(uri, layout, root, files, classes, common, top_files=None) -> Rea
     return ReadPlan(uri, layout, root=root, shards=shards, classes=names, descriptions=descriptions, **common)
 
 
+def _shard_name(root: str, path: str) -> str:
+    """A shard's name unique in its plan: its path under the root without the suffix."""
+    root = root.rstrip("/")
+    rel = path[len(root) + 1:] if root and path.startswith(root + "/") else path.lstrip("/")
+    return posixpath.join(posixpath.dirname(rel), file_stem(rel))
+
+
+def _indexed(fs, shards: list[Shard], threads: int, retry_seconds: float) -> list[Shard]:
+    """Parquet shards with the rows their footers declare and the keys they share with
+    other rows of the input (read from key or image-path columns only)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(shards)))) as pool:
+        index = list(pool.map(lambda s: index_parquet(fs, s.path, file_stem(s.path), retry_seconds), shards))
+    counts = Counter(k for _, keys in index for k in keys or ())
+    shared = {k for k, n in counts.items() if n > 1}
+    if shared:
+        example = min(shared)
+        where, row = next((s.name, keys.index(example)) for s, (_, keys) in zip(shards, index) if example in (keys or ()))
+        log.warning(
+            "duplicate keys: %d keys are shared by more than one row of the input (e.g. %r, as when the same file "
+            "name is in two classes); each such row is keyed {key}#{shard}/{row} instead, e.g. %r",
+            len(shared), example, unique_key(example, where, row))
+    out = []
+    for shard, (rows, keys) in zip(shards, index):
+        ambiguous = frozenset(k for k in keys or () if k in shared)
+        out.append(dataclasses.replace(shard, rows=rows, ambiguous=ambiguous))
+    return out
+
+
 def _flat_plan(uri, root, files, classes, files_per_shard, key_prefix, common) -> ReadPlan:
     shards, names, descriptions = folder.flat_shards(common["fs"], root, files, classes, files_per_shard, key_prefix)
     index = {n: i for i, n in enumerate(names)} if names else {}
@@ -254,7 +308,7 @@ def _folder_plan(
     fs = common["fs"]
     folders = folder.class_folders(uri, entries)
     names, descriptions, index = folder.class_list(fs, root, folders, top_files, classes)
-    listings = folder.list_tree(fs, root, folders, list_threads)
+    listings = folder.list_tree(fs, root, folders, list_threads, common["retry_seconds"])
     all_files = [p for listing in listings for p, _ in listing]
     if layout == "auto" and all_files:  # class folders of parquet files or tars
         lower = [p.lower() for p in all_files]
