@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     shutil.rmtree(out, ignore_errors=True)  # a run of its own, not a resume of the last one
     sampler = Sampler(args.interval, out, args.samples_file)
+    started = not ray.is_initialized()
     runtime.init_ray(num_cpus=args.cpus or max(runtime.MIN_LOCAL_CPUS, cores))
     sampler.start()
     job = MixJob(input=data, output=out, method=args.method, fractals=args.fractals, image_size=args.size,
@@ -178,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     sampler.stop.set()
     sampler.join()
     sampler.samples.append(sampler.sample())
-    ray.shutdown()
+    if started:
+        ray.shutdown()
     samples = sampler.samples
     rate = result.summary.written / result.seconds if result.seconds else 0.0
     report = {
