@@ -272,6 +272,14 @@ def prepare_output(spec: OutputSpec, descriptions: Sequence[str] | None = None) 
                         json.dumps(doc, indent=1).encode(), what=f"write {CLASSES_FILE}")
 
 
+def _remove(fs, path: str) -> None:
+    """Delete ``path``; already gone is fine (a retried delete whose first try succeeded)."""
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
 #: The hidden names :func:`raymix.io.storage.atomic_write` writes before its rename.
 _TEMPORARY_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
 
@@ -290,7 +298,7 @@ def remove_temporaries(spec: OutputSpec, folders: Sequence[str] = (".raymix",)) 
             continue
         for path in paths:
             if _TEMPORARY_RE.match(posixpath.basename(path)):
-                spec.retry.call(spec.fs.rm, path, what=f"remove {path}")
+                spec.retry.call(_remove, spec.fs, path, what=f"remove {path}")
                 removed.append(path)
     if removed:
         log.info("removed %d temporary files left by an interrupted run", len(removed))
@@ -660,7 +668,7 @@ def forget_retryable(output_uri: str, *, storage_options: dict | None = None) ->
         if not n:
             continue
         kept = table.filter(pc.invert(retryable))
-        spec.retry.call(fs.rm_file, path, what=f"remove {path}")
+        spec.retry.call(_remove, fs, path, what=f"remove {path}")
         if kept.num_rows:
             stem = name[: match.start()]
             new = posixpath.join(spec.quarantine_root, f"{stem}-{_digest(kept.column(KEY).to_pylist())}.parquet")
