@@ -110,10 +110,11 @@ def _digest(settings: dict) -> str:
 
 
 def _differences(there: dict, here: dict) -> list[str]:
-    keys = sorted(set(there) | set(here))
-    return [f"--{k.replace('_', '-')} {json.dumps(there.get(k), default=str)} there, "
-            f"{json.dumps(here.get(k), default=str)} here"
-            for k in keys if _canonical({k: there.get(k)}) != _canonical({k: here.get(k)})]
+    """The settings both records hold that differ (a record written before a setting
+    existed does not hold it: it is not compared)."""
+    return [f"--{k.replace('_', '-')} {json.dumps(there[k], default=str)} there, "
+            f"{json.dumps(here[k], default=str)} here"
+            for k in sorted(there.keys() & here.keys()) if _canonical({k: there[k]}) != _canonical({k: here[k]})]
 
 
 def _read_json(fs, path: str) -> dict | None:
@@ -139,20 +140,25 @@ def claim_output(job: J) -> J:
     fs, root = filesystem(job.output, job.storage_options)
     fs.invalidate_cache()
     record = _read_json(fs, join(root, SETTINGS_RECORD))
-    there = record.get("settings") if isinstance(record, dict) else None
+    found = record if isinstance(record, dict) and isinstance(record.get("settings"), dict) else None
+    there = found["settings"] if found else None
     if there is None:
         older = _read_json(fs, join(root, _RUN_RECORD))
-        there = _from_run_record(job, older) if older else None
-    if there is not None and _canonical(there) != _canonical(mine):
-        beside = f"{job.output.rstrip('/')}-{_digest(mine)}"
+        there = _from_run_record(job, older) if isinstance(older, dict) else None
+        found = older if there is not None else None
+    differences = _differences(there, mine) if there is not None else []
+    other_job = found is not None and found.get("job") not in (None, type(job).__name__)
+    if other_job:
+        differences.insert(0, f"written by {found['job']}, this is {type(job).__name__}")
+    if differences:
+        beside = f"{job.output.rstrip('/')}-{_digest({'job': type(job).__name__, **mine})}"
         if getattr(job, "write_beside", False):
             log.warning("%s holds rows made with other settings; writing to %s", job.output, beside)
             print(f"other settings than {job.output}'s: writing beside it to {beside}", flush=True)
             return claim_output(dataclasses.replace(job, output=beside))
-        differences = "; ".join(_differences(there, mine))
         raise OutputSettingsMismatch(
-            f"{job.output} holds rows made with other settings ({differences}); resuming would mix the two. "
-            f"Use another --output, or --write-beside to write to {beside}")
+            f"{job.output} holds rows made with other settings ({'; '.join(differences)}); resuming would mix "
+            f"the two. Use another --output, or --write-beside to write to {beside}")
     if record is None:
         doc = {"job": type(job).__name__, "settings": mine}
         DEFAULT_POLICY.call(atomic_write, fs, join(root, SETTINGS_RECORD),
