@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "bench": "raymix.commands.bench",
     "models": "raymix.commands.models",
     "plan": "raymix.commands.plan",
+    "experiment": "raymix.commands.experiment",
 }
 
 

@@ -218,7 +218,7 @@ register_method(MethodEntry(
 ))
 register_method(MethodEntry(
     name="augmix", target="raymix.methods.augmix:AugMix", kind="image", device="cpu",
-    title="AugMix (Hendrycks et al., ICLR 2020)",
+    title="AugMix (Hendrycks et al., ICLR 2020)", presets=("imagenet", "cifar"),
 ))
 # DiffuseMix: 256x256 (authors' code), 100 steps (the diffusers default the code keeps).
 register_method(MethodEntry(

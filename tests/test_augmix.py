@@ -1,6 +1,7 @@
 """AugMix: torchvision's, seeded per sample; its rows through the pipeline's MethodStage."""
 
 import numpy as np
+import pytest
 import torch
 
 from raymix.methods.augmix import AugMix
@@ -61,3 +62,26 @@ def test_torchvision_style_transform_on_tensors():
     out = AugMix()(image)
     assert out.shape == image.shape and out.dtype == torch.uint8
     assert AugMix()(image.unsqueeze(0).repeat(4, 1, 1, 1)).shape == (4, 3, 24, 24)
+
+
+def test_presets_are_the_authors_severities():
+    assert AugMix().severity == 1 and AugMix(preset="imagenet").severity == 1  # imagenet.py
+    assert AugMix(preset="cifar").severity == 3  # cifar.py
+    assert AugMix(preset="cifar", severity=2).severity == 2
+    with pytest.raises(ValueError, match="unknown preset"):
+        AugMix(preset="svhn")
+
+
+def test_augmix_recipes():
+    from raymix.train.config import apply_recipe
+    from raymix.train.loop import learning_rate
+
+    imagenet = apply_recipe("augmix-imagenet")
+    assert (imagenet.epochs, imagenet.batch_size, imagenet.weight_decay, imagenet.nesterov) == (180, 256, 1e-4, False)
+    assert imagenet.online == "augmix" and imagenet.online_options == {"preset": "imagenet"} and imagenet.jsd
+    # imagenet.py divides the rate by 10 at 1/3 and 2/3 of the epochs
+    assert [round(learning_rate(imagenet, e), 6) for e in (59, 60, 119, 120)] == [0.1, 0.01, 0.01, 0.001]
+    cifar = apply_recipe("augmix-cifar")
+    assert (cifar.arch, cifar.epochs, cifar.batch_size, cifar.weight_decay, cifar.nesterov) == (
+        "wrn40_2", 100, 128, 5e-4, True)
+    assert cifar.online_options == {"preset": "cifar"} and cifar.jsd and cifar.crop == "pad"

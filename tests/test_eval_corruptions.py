@@ -89,3 +89,40 @@ def test_plan_corruption_tree(tmp_path):
     assert plan.num_rows == 2
     only = c.plan_corruption_tree(str(tmp_path), [("contrast", 1)])
     assert list(only) == [("contrast", 1)]
+
+
+class _CorruptActor:
+    """The corruption stage on an actor pool (the job runs it as tasks; here the pool size is explicit)."""
+
+    def __init__(self, pairs, seed):
+        self.pairs, self.seed = pairs, seed
+
+    def __call__(self, batch):
+        for name, severity in self.pairs:
+            batch = c.corrupt_batch(batch, name=name, severity=severity, seed=self.seed)
+        return batch
+
+
+@pytest.mark.slow
+def test_same_corrupted_images_on_one_or_two_actors(ray_cluster):
+    ray = ray_cluster
+    items = [{"key": f"img{i}", "image": _image(i), "reason": ""} for i in range(6)]
+    # numpy's global generator, then the library's own seed
+    pairs = [("gaussian_noise", 3), ("impulse_noise", 2)]
+
+    def corrupted(actors, batch_size):
+        ds = ray.data.from_items(items).map_batches(
+            _CorruptActor, fn_constructor_args=(pairs, 7), compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=batch_size, batch_format="numpy")
+        rows = ds.take_all()
+        assert all(not r["reason"] for r in rows)
+        return {r["key"]: r["image"] for r in rows}
+
+    one, two = corrupted(1, 4), corrupted(2, 1)
+    assert sorted(one) == sorted(two) == [f"img{i}" for i in range(6)]
+    for key, image in one.items():
+        assert np.array_equal(image, two[key])
+        expected = _image(int(key[3:]))
+        for name, severity in pairs:
+            expected = c.corrupt_image(expected, name, severity, seed=7, key=key)
+        assert np.array_equal(image, expected)

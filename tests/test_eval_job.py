@@ -120,6 +120,7 @@ def test_end_to_end_on_ray(ray_cluster, tmp_path):
         assert m["ood"]["sub"]["top1_error"] == m["clean"]["top1_error"]  # the same images and classes
         assert sum(b["count"] for b in m["clean"]["reliability"]) == 12
     assert report["models"]["a"]["corruptions"]["vs_baseline"]["baseline"] == "a"
+    assert report["corruption_pool"]["branches"] == 2 and report["corruption_pool"]["cpus"] >= 1
     md = (out / "report.md").read_text()
     assert "| a |" in md and "| b |" in md and "fog" in md
 
@@ -211,3 +212,15 @@ def test_a_training_run_folder_means_its_latest_checkpoint(tmp_path):
     assert _checkpoint_path(str(run / "checkpoint_2026-12-06_05-38-12.877425"), None).endswith("12.877425/state.pt")
     with pytest.raises(ValueError, match="no state.pt and no checkpoint_"):
         _checkpoint_path(str(tmp_path), None)
+
+
+def test_corruption_pool_takes_the_cores_the_inference_actors_leave():
+    from raymix.eval.inference import corruption_pool
+
+    # 8 GPUs with 24 cores each: 8 inference actors hold one core each, the 184 others corrupt
+    assert corruption_pool(192, 8, 75) == (184, 3)
+    assert corruption_pool(192, 8, 75, corruption_cpus=75) == (75, 1)
+    assert corruption_pool(4, 2, 2) == (2, 1)
+    assert corruption_pool(2, 4, 10) == (1, 1)  # never below one core, one task per branch
+    with pytest.raises(ValueError, match="corruption-cpus"):
+        EvalJob(checkpoints=["a"], input="x", output="o", corruption_cpus=0)

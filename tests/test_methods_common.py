@@ -75,7 +75,7 @@ def test_captions_spell_out_the_draws():
     assert make("layermix").caption(lay).startswith(f"output {lay.step + 1}: {lay.op}")
     ip = make("ipmix").make_params(generators(1)[0], (32, 32))
     assert make("ipmix").caption(ip).splitlines()[-2 if ip.fractal else -1].startswith("w ")
-    assert make("augmix").caption(AugMixParams(1)) == "severity 3, width 3, depth 1-3"
+    assert make("augmix").caption(AugMixParams(1)) == "severity 1, width 3, depth 1-3"
     dm = make("diffusemix").make_params(generators(1)[0])
     assert make("diffusemix").caption(dm) == f"mask: {dm.mask} half, lambda 0.2\n{dm.fractal}"
 
@@ -100,7 +100,7 @@ def test_augmix_joins_the_contract_through_the_registry():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(infos[2]["seed"])
         assert torch.equal(out[2], method.augmix(x[2]))
-    assert infos[0] == {"method": "augmix", "severity": 3, "mixture_width": 3, "chain_depth": -1, "alpha": 1.0,
+    assert infos[0] == {"method": "augmix", "severity": 1, "mixture_width": 3, "chain_depth": -1, "alpha": 1.0,
                         "all_ops": False, "seed": generators(4)[0].initial_seed()}
 
 

@@ -189,3 +189,14 @@ def test_shuffled_partners_are_never_the_image_itself():
     for seed in range(20):
         params = mix.sample(5, 8, 8, generator=torch.Generator().manual_seed(seed))
         assert not (params.partner == torch.arange(5)).any()
+
+
+def test_self_mixes_take_the_samples_own_second_view():
+    module = MiAMix(num_classes=4, p_self=1.0)
+    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 3, 8, 8).clone()
+    x2 = x + 100  # the second view of sample i holds 100 + i
+    mixed, _, params = module.mix(x, torch.zeros(6, dtype=torch.long), x2, generator=torch.Generator().manual_seed(1))
+    assert params.self_mix.all() and torch.equal(params.partner, torch.arange(6))
+    expected = params.mask * x + (1 - params.mask) * x2
+    assert torch.allclose(mixed, expected)
+    assert not torch.allclose(mixed, x)  # not the same tensor mixed with itself

@@ -22,7 +22,7 @@ PINNED = {
     "ipmix": "b82bc2ace8fe3d13",
     "layermix": "fb82d12d4ad9a5aa",
     "diffusemix": "ccece030969e1209",
-    "augmix": "b089b5f25abc176b",
+    "augmix": "f3a5c8076ee595ba",
     "aga": "ad051f0e3c631942",
     "miamix": "85defbca06cb7e7f",
     "editor-tiny": "cef8c9e6b717a2f7",

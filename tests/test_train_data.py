@@ -177,3 +177,87 @@ def test_random_resized_crops_see_the_whole_image():
         seen |= {c for c in range(3) if (crop[..., c] > 200).any()}
     assert seen == {0, 1, 2}
     assert TrainConfig(crop="pad").train_resize == "center_crop"
+
+
+def test_miamix_second_view_is_an_independent_crop_of_the_same_row():
+    from raymix.train.data import VIEW2
+
+    b = prepare_images(as_batch(rows(6, bad=(2,))), size=40)
+    b = {**b, "epoch": np.zeros(6, dtype=np.int64)}
+    one = crop_flip_batch(b, size=32, crop="random_resized", flip=True, seed=3)
+    two = crop_flip_batch(b, size=32, crop="random_resized", flip=True, seed=3, views=2)
+    assert np.array_equal(one["image"], two["image"])  # the training view is unchanged
+    assert two[VIEW2].shape == (6, 32, 32, 3)
+    assert all(not np.array_equal(two["image"][i], two[VIEW2][i]) for i in (0, 1, 3, 4, 5))
+    assert not two[VIEW2][2].any()  # a bad row stays a zero image in both views
+    again = crop_flip_batch({k: v[::-1] for k, v in b.items()}, size=32, crop="random_resized", flip=True, seed=3,
+                            views=2)
+    assert np.array_equal(again[VIEW2][::-1], two[VIEW2])  # per key, not per position
+    out = finalize(two, views=2)
+    assert set(out) == {"image", VIEW2, "label", "valid"}
+
+
+def test_second_view_draws_the_online_method_again_for_the_other_crop():
+    from raymix.pipeline.rows import MethodStage
+    from raymix.train.data import VIEW2, SecondView, online_stage_kwargs
+
+    cfg = TrainConfig(image_size=32, online="layermix", miamix=True, seed=2)
+    b = prepare_images(as_batch(rows(5, bad=(1,))), size=40)
+    b = crop_flip_batch({**b, "epoch": np.ones(5, dtype=np.int64)}, size=32, crop="pad", flip=True, seed=2, views=2)
+    out = SecondView(online_stage_kwargs(cfg, replicas=1))(b)
+    plain = MethodStage(**online_stage_kwargs(cfg, replicas=1))({k: v for k, v in b.items() if k != VIEW2})
+    assert np.array_equal(out["image"], plain["image"])  # the first view is what the plain stage makes
+    assert out[VIEW2].shape == out["image"].shape
+    assert all(not np.array_equal(out["image"][i], out[VIEW2][i]) for i in (0, 2, 3, 4))
+    assert list(out["reason"]) == ["", "decode: broken", "", "", ""]
+    assert np.array_equal(SecondView(online_stage_kwargs(cfg, replicas=1))(b)[VIEW2], out[VIEW2])
+
+
+def test_train_step_hands_miamix_the_second_view():
+    import torch
+
+    from raymix.train.data import VIEW2
+    from raymix.train.loop import TrainStep, normalize
+
+    cfg = TrainConfig(arch="wrn10_1", num_classes=3, image_size=16, miamix=True, miamix_options={"p_self": 1.0})
+    step = TrainStep(cfg, torch.device("cpu"))
+    seen = {}
+    mix = step.miamix
+
+    def spy(x, labels, images2=None, *, generator=None):
+        seen["view2"] = images2
+        return mix(x, labels, images2, generator=generator)
+
+    step.miamix = spy
+    rng = np.random.default_rng(0)
+    batch = {"image": torch.from_numpy(rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)),
+             VIEW2: torch.from_numpy(rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)),
+             "label": torch.tensor([0, 1, 2, 0]), "valid": torch.tensor([True, True, False, True])}
+    loss, _, used, dropped = step(batch, 0)
+    assert (used, dropped) == (3, 1) and torch.isfinite(loss)
+    assert torch.equal(seen["view2"], normalize(batch[VIEW2][batch["valid"]], False))
+
+
+@pytest.mark.slow
+def test_ray_pipeline_and_local_training_make_the_same_two_views(ray_cluster):
+    """MiAMix's second view through the Ray Data stage (SecondView on the actor pool) is what
+    raymix.train.local makes from the same rows: one code path, two drivers."""
+    import ray
+
+    from raymix.train.data import VIEW2, build_train_dataset, create_epoch_clock
+    from raymix.train.local import online_stage, train_batch
+
+    items = rows(6, size=(24, 24), bad=(2,))
+    for i, r in enumerate(items):
+        r["label"] = i  # one label per row: lines the rows up whatever order they stream in
+    cfg = TrainConfig(image_size=16, crop="pad", online="augmix", miamix=True, seed=4, data_batch_size=4)
+    clock = create_epoch_clock()
+    ray.get(clock.set.remote(1))
+    batch = build_train_dataset([TrainInput(ray.data.from_items(items))], cfg, clock).take_batch(6, batch_format="numpy")
+    ray.kill(clock)
+    order = np.argsort(batch["label"])
+    local = train_batch(as_batch(items), cfg, 1, online_stage(cfg))
+    assert set(batch) == set(local) == {"image", VIEW2, "label", "valid"}
+    for column in ("image", VIEW2, "valid"):
+        assert np.array_equal(np.asarray(batch[column])[order], local[column])
+    assert not np.array_equal(local["image"][0], local[VIEW2][0])

@@ -27,7 +27,7 @@ from raymix.eval.job import EvalJob, parse_named
 from raymix.eval.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build, resolve
 from raymix.ops.rng import sample_generator
 
-__all__ = ["SET", "EvalSet", "prepare", "Predictor", "build_dataset", "collect", "evaluate"]
+__all__ = ["SET", "EvalSet", "prepare", "Predictor", "corruption_pool", "build_dataset", "collect", "evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,25 @@ def _subset_indices(value, num_classes: int, storage_options: dict | None) -> li
     return idx
 
 
-def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Dataset, dict[str, EvalSet]]:
-    """The union of every evaluation set, prepared, corrupted and tagged; and the sets."""
+def corruption_pool(cluster_cpus: float, inference_actors: int, branches: int,
+                    corruption_cpus: int | None = None) -> tuple[int, int]:
+    """``(cores, tasks per branch)`` of the on-the-fly corruption stage.
+
+    The corruptions are the CPU-heavy part of the evaluation (about 14 ms of CPU per 224 px
+    image, ``docs/evaluation.md``): they get every CPU of the cluster but the one each
+    inference actor holds, i.e. the cluster's cores per GPU less one on a GPU cluster
+    (``corruption_cpus`` overrides), shared evenly by the ``branches`` (corruption x
+    severity), each a Ray Data operator of its own whose concurrent tasks are capped at its
+    share (at least one).
+    """
+    cores = corruption_cpus or max(1, int(cluster_cpus) - inference_actors)
+    return cores, max(1, -(-cores // max(1, branches)))
+
+
+def build_dataset(job: EvalJob, specs: Sequence[ModelSpec], *, corruption_tasks: int | None = None
+                  ) -> tuple[ray.data.Dataset, dict[str, EvalSet]]:
+    """The union of every evaluation set, prepared, corrupted and tagged; and the sets.
+    ``corruption_tasks``: concurrent tasks of each generated corruption branch (no cap: None)."""
     image_size = job.image_size or specs[0].image_size
     ratio = job.crop_ratio or specs[0].val_crop_ratio
     decode_size = round(image_size / ratio)
@@ -196,7 +213,8 @@ def build_dataset(job: EvalJob, specs: Sequence[ModelSpec]) -> tuple[ray.data.Da
             sets[name] = EvalSet(kind="corruption", corruption=c, severity=s, generated=True)
             ds = prepared(_read(job.input, job, job.limit)[0], name)
             parts.append(ds.map_batches(corrupt_batch, fn_kwargs={"name": c, "severity": s, "seed": job.seed},
-                                        num_cpus=1, **common))
+                                        num_cpus=1, compute=ray.data.TaskPoolStrategy(size=corruption_tasks),
+                                        **common))
     for spec in job.ood:
         label, uri = parse_named(spec)
         ds, classes = _read(uri, job, job.limit)
@@ -260,9 +278,16 @@ def evaluate(job: EvalJob) -> dict[str, Any]:
         raise ValueError(f"the checkpoints have different numbers of classes: {sorted(classes)}")
     if job.image_size is None and len({s.image_size for s in specs}) > 1:
         raise ValueError("the checkpoints were trained at different image sizes; give --image-size")
-    ds, sets = build_dataset(job, specs)
     device = _device(job)
-    actors = job.actors or (max(1, int(ray.cluster_resources().get("GPU", 1))) if device == "gpu" else 1)
+    resources = ray.cluster_resources()
+    actors = job.actors or (max(1, int(resources.get("GPU", 1))) if device == "gpu" else 1)
+    branches = 0 if job.corrupted or not job.corruptions else len(parse_corruptions(job.corruptions, job.severities))
+    cores, per_branch = corruption_pool(resources.get("CPU", 1), actors, branches, job.corruption_cpus)
+    ds, sets = build_dataset(job, specs, corruption_tasks=per_branch if branches else None)
+    if branches:
+        gpus = resources.get("GPU", 0)
+        log.info("corruption stage: %d CPU cores for %d branches (%d tasks each)%s", cores, branches, per_branch,
+                 f", {cores / gpus:.1f} cores per GPU" if gpus else "")
     attack = None
     if job.attack != "none":
         attack = {"kind": job.attack, "eps": job.eps, "steps": job.steps, "step_size": job.step_size,
@@ -274,7 +299,10 @@ def evaluate(job: EvalJob) -> dict[str, Any]:
         num_gpus=1 if device == "gpu" else 0,
     )
     outcomes = collect(ds, len(specs))
-    return build_report(job, specs, sets, outcomes, device=device)
+    report = build_report(job, specs, sets, outcomes, device=device)
+    if branches:
+        report["corruption_pool"] = {"cpus": cores, "tasks_per_branch": per_branch, "branches": branches}
+    return report
 
 
 def build_report(job: EvalJob, specs: Sequence[ModelSpec], sets: dict[str, EvalSet],

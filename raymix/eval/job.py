@@ -79,6 +79,9 @@ class EvalJob:
     device: str = option("auto", choices=("auto", "cpu", "gpu"),
                          help="inference device; auto: one GPU per actor when the cluster has GPUs")
     actors: int | None = option(None, default_text="GPUs in the cluster, or 1 on CPU", help="inference actors")
+    corruption_cpus: int | None = option(None, default_text="the cluster's CPUs less one per inference actor",
+                                         help="CPU cores the on-the-fly corruptions run on at once, shared by the "
+                                              "corruption x severity branches (docs/scaling.md)")
     output: str = option("", required=True, metavar="URI",
                          help="folder for report.json, report.md and the plots")
     storage_options: dict | None = storage_options_option()
@@ -101,6 +104,8 @@ class EvalJob:
             raise ValueError(f"--ood-subset names {unknown} are not --ood names ({', '.join(ood)})")
         if self.batch_size < 1 or self.bin_size < 1 or self.steps < 1:
             raise ValueError("batch_size, bin_size and steps must be positive")
+        if self.corruption_cpus is not None and self.corruption_cpus < 1:
+            raise ValueError("--corruption-cpus must be at least 1")
         if self.corruptions and not self.corrupted:
             from raymix.eval.corruptions import parse_corruptions  # raises on an unknown name or severity
 

@@ -1,10 +1,12 @@
 """AugMix (Hendrycks et al., ICLR 2020) with per-sample seeded randomness.
 
 The augmentation itself is ``torchvision.transforms.v2.AugMix``: ``mixture_width=3``
-chains of depth ``U{1..3}`` (``chain_depth=-1``), ``severity=3``, chain weights
-``Dir(alpha)`` and skip weight ``Beta(alpha, alpha)`` with ``alpha=1`` (paper section 3),
-and by default only the operations that do not overlap ImageNet-C (``all_ops=False``:
-autocontrast, equalize, posterize, rotate, solarize, shear, translate).
+chains of depth ``U{1..3}`` (``chain_depth=-1``), chain weights ``Dir(alpha)`` and skip
+weight ``Beta(alpha, alpha)`` with ``alpha=1`` (paper section 3), and by default only the
+operations that do not overlap ImageNet-C (``all_ops=False``: autocontrast, equalize,
+posterize, rotate, solarize, shear, translate). The operation severity is the authors'
+per dataset: 1 on ImageNet (``imagenet.py``: ``--aug-severity 1``), 3 on CIFAR
+(``cifar.py``: ``--aug-severity 3``); the ``preset`` picks it.
 
 This module adds what torchvision leaves to the caller: every draw for a sample comes from
 the sample's own generator (:func:`raymix.ops.rng.sample_generator` of ``(seed, key,
@@ -22,10 +24,17 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-from raymix.methods.base import MixingMethod
+from raymix.methods.base import MixingMethod, choose_preset
 from raymix.ops.rng import Draws
 
-__all__ = ["AugMix", "AugMixParams"]
+__all__ = ["AugMix", "AugMixParams", "PRESETS"]
+
+PRESETS = {
+    # google-research/augmix imagenet.py: --aug-severity default 1 (JSD on, width 3, depth -1).
+    "imagenet": {"severity": 1},
+    # google-research/augmix cifar.py: --aug-severity default 3.
+    "cifar": {"severity": 3},
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class AugMix(MixingMethod):
     """AugMix through ``torchvision.transforms.v2.AugMix``, one seed per image.
 
     Args:
+        preset: ``"imagenet"`` (severity 1) or ``"cifar"`` (severity 3), the authors' scripts'
+            values; an explicit ``severity`` overrides it.
         severity, mixture_width, chain_depth, alpha, all_ops: as in
             ``torchvision.transforms.v2.AugMix`` (defaults: the paper's values, and
             ``all_ops=False`` to keep clear of ImageNet-C corruptions).
@@ -49,9 +60,12 @@ class AugMix(MixingMethod):
     name = "augmix"
     salt = "augmix"
 
-    def __init__(self, *, severity: int = 3, mixture_width: int = 3, chain_depth: int = -1, alpha: float = 1.0,
-                 all_ops: bool = False, seed: int = 0, chunk_size: int = 32) -> None:
+    def __init__(self, *, preset: str = "imagenet", severity: int | None = None, mixture_width: int = 3,
+                 chain_depth: int = -1, alpha: float = 1.0, all_ops: bool = False, seed: int = 0,
+                 chunk_size: int = 32) -> None:
         super().__init__(seed=seed, chunk_size=chunk_size)
+        severity = choose_preset(PRESETS, preset, severity=severity)["severity"]
+        self.preset = preset
         self.severity = int(severity)
         self.mixture_width = int(mixture_width)
         self.chain_depth = int(chain_depth)

@@ -150,6 +150,23 @@ RECIPES: dict[str, dict[str, Any]] = {
         arch="resnet50", epochs=180, batch_size=128, lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
         schedule="cosine", image_size=224, crop="random_resized", online="ipmix", jsd=True,
     ),
+    # AugMix (Hendrycks et al., ICLR 2020) on ImageNet: 180 epochs, the run behind the released
+    # ResNet-50 (the authors in google-research/augmix issue #3: "We chose 180 epochs"); the rest
+    # from the authors' imagenet.py: ResNet-50, batch 256, lr 0.1 (scaled by batch / 256) divided
+    # by 10 at 1/3 and 2/3 of the epochs, wd 1e-4, momentum 0.9 without Nesterov, operation
+    # severity 1 (AugMix preset "imagenet"), the JSD loss on (off only with --no-jsd).
+    "augmix-imagenet": dict(
+        arch="resnet50", epochs=180, batch_size=256, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+        schedule="step", step_size=60, gamma=0.1, image_size=224, crop="random_resized", online="augmix",
+        online_options={"preset": "imagenet"}, jsd=True,
+    ),
+    # AugMix on CIFAR, the authors' cifar.py: WRN-40-2, 100 epochs, batch 128, lr 0.1 cosine,
+    # wd 5e-4, Nesterov momentum 0.9, crop 32 with 4 px padding and flips, severity 3 (preset
+    # "cifar"), the JSD loss on.
+    "augmix-cifar": dict(
+        arch="wrn40_2", epochs=100, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        schedule="cosine", image_size=32, crop="pad", online="augmix", online_options={"preset": "cifar"}, jsd=True,
+    ),
     # CIFAR recipe of PixMix/IPMix/LayerMix (papers/layermix.cleaned.txt, CIFAR setup and
     # Table VII): WRN-40-4, dropout 0.3, lr 0.1 cosine, wd 5e-4, 100 epochs for WRN. The text
     # gives no batch size; 128 is an assumption.

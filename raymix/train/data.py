@@ -9,7 +9,11 @@ Per input (a URI read by ``raymix.pipeline.datasource.read_images``, or any Ray 
 then, on the union of all inputs::
 
     crop_flip (CPU tasks) -> online method (CPU actor pool; or three views for JSD)
-         -> finalize (image[, image_aug1, image_aug2], label, valid)
+         -> finalize (image[, image_aug1, image_aug2 | image_view2], label, valid)
+
+With MiAMix on, every row also carries ``image_view2``: a second, independently drawn
+crop and flip (and online-method draw) of the same image, which MiAMix mixes partners and
+self-mixes with (MiAMix section 3.2.1: "two sets of random augmentation results").
 
 Nothing is materialised: Ray Train's ``streaming_split`` re-executes this plan once per
 epoch. Rows that failed upstream (``reason`` set) keep flowing with ``valid = False`` so
@@ -51,11 +55,14 @@ __all__ = [
     "crop_flip_batch",
     "finalize",
     "JSDViews",
+    "SecondView",
+    "VIEW2",
 ]
 
 EPOCH = "epoch"
 VALID = "valid"
 AUG1, AUG2 = "image_aug1", "image_aug2"
+VIEW2 = "image_view2"
 COMMON = (schema.KEY, schema.IMAGE, schema.LABEL, schema.CLASS_NAME, schema.SOURCE, schema.STAGE, schema.REASON, EPOCH)
 
 
@@ -156,21 +163,26 @@ def conform(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def crop_flip_batch(
-    batch: dict[str, np.ndarray], *, size: int, crop: str, flip: bool, seed: int
+    batch: dict[str, np.ndarray], *, size: int, crop: str, flip: bool, seed: int, views: int = 1
 ) -> dict[str, np.ndarray]:
-    """:func:`raymix.train.transforms.crop_flip` on every row (bad rows become zero images)."""
+    """:func:`raymix.train.transforms.crop_flip` on every row (bad rows become zero images);
+    ``views=2`` adds ``image_view2``, the row's second independent crop and flip."""
     images = batch[schema.IMAGE]
     n = len(images)
-    out = np.zeros((n, size, size, 3), dtype=np.uint8)
     reasons = batch[schema.REASON]
+    columns = (schema.IMAGE, VIEW2)[:views]
+    out = {column: np.zeros((n, size, size, 3), dtype=np.uint8) for column in columns}
     for i in range(n):
         if not reasons[i]:
-            out[i] = crop_flip(images[i], size, crop, flip, seed, str(batch[schema.KEY][i]), int(batch[EPOCH][i]))
-    return {**batch, schema.IMAGE: out}
+            for view, column in enumerate(columns):
+                out[column][i] = crop_flip(images[i], size, crop, flip, seed, str(batch[schema.KEY][i]),
+                                           int(batch[EPOCH][i]), view=view)
+    return {**batch, **out}
 
 
 def finalize(batch: dict[str, np.ndarray], *, views: int = 1, crop_to: int | None = None) -> dict[str, np.ndarray]:
-    """Only what the training loop reads: image(s) (uint8 NHWC), label, valid."""
+    """Only what the training loop reads: image(s) (uint8 NHWC), label, valid. ``views``: 1,
+    2 (``image_view2`` for MiAMix) or 3 (``image_aug1``, ``image_aug2`` for JSD)."""
     reasons = batch.get(schema.REASON)
     n = len(batch[schema.LABEL])
     valid = np.ones(n, dtype=bool) if reasons is None else np.array([not r for r in reasons], dtype=bool)
@@ -180,6 +192,8 @@ def finalize(batch: dict[str, np.ndarray], *, views: int = 1, crop_to: int | Non
         schema.LABEL: np.asarray(batch[schema.LABEL]).astype(np.int64),
         VALID: valid,
     }
+    if views == 2:
+        out[VIEW2] = batch[VIEW2]
     if views == 3:
         out[AUG1] = batch[AUG1]
         out[AUG2] = batch[AUG2]
@@ -215,6 +229,29 @@ class JSDViews:
             reasons[i] = reasons[i] or failed[first[i]] or failed[second[i]]
         images = np.asarray(out[schema.IMAGE])
         return {**batch, AUG1: images[first], AUG2: images[second], schema.REASON: reasons}
+
+
+class SecondView:
+    """The online method on both views of a row, for MiAMix: ``image`` as the plain online
+    stage draws it, ``image_view2`` under the key ``KEY#view2`` (an independent draw, the
+    same for the same seed, key and epoch). ``stage``: :class:`~raymix.pipeline.rows.MethodStage`
+    arguments (``replicas=1``). A row that fails in either view keeps the ``reason``.
+    """
+
+    def __init__(self, stage: dict[str, Any]) -> None:
+        self.stage = MethodStage(**stage)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keys = np.asarray(batch[schema.KEY]).astype(object)
+        first = self.stage({k: v for k, v in batch.items() if k != VIEW2})
+        second_keys = np.array([f"{k}#view2" for k in keys], dtype=object)
+        second = self.stage({**{k: v for k, v in batch.items() if k != VIEW2},
+                             schema.IMAGE: batch[VIEW2], schema.KEY: second_keys})
+        # replicas=1: one output row per input row, in order (a failed row passes through once)
+        if list(first[schema.SOURCE_KEY]) != list(keys) or list(second[schema.SOURCE_KEY]) != list(second_keys):
+            raise RuntimeError("the online method did not return one row per input row")
+        reasons = np.array([a or b for a, b in zip(first[schema.REASON], second[schema.REASON])], dtype=object)
+        return {**first, VIEW2: np.asarray(second[schema.IMAGE]), schema.REASON: reasons}
 
 
 # -- datasets ----------------------------------------------------------------------------
@@ -263,13 +300,14 @@ def build_train_dataset(
         )
         parts.append(ds.map_batches(conform, batch_format="numpy"))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    views = 2 if config.miamix else 1
     ds = ds.map_batches(
         crop_flip_batch,
-        fn_kwargs={"size": config.image_size, "crop": config.crop, "flip": config.flip, "seed": config.seed},
+        fn_kwargs={"size": config.image_size, "crop": config.crop, "flip": config.flip, "seed": config.seed,
+                   "views": views},
         batch_format="numpy",
         batch_size=config.data_batch_size,
     )
-    views = 1
     if config.online is not None:
         pool = ray.data.ActorPoolStrategy(size=config.data_actors)
         common = dict(batch_format="numpy", batch_size=config.data_batch_size, compute=pool, num_cpus=config.data_actor_cpus)
@@ -277,6 +315,9 @@ def build_train_dataset(
             views = 3
             stage = online_stage_kwargs(config, replicas=2)
             ds = ds.map_batches(JSDViews, fn_constructor_kwargs={"stage": stage}, **common)
+        elif config.miamix:
+            stage = online_stage_kwargs(config, replicas=1)
+            ds = ds.map_batches(SecondView, fn_constructor_kwargs={"stage": stage}, **common)
         else:
             ds = ds.map_batches(MethodStage, fn_constructor_kwargs=online_stage_kwargs(config, replicas=1), **common)
     return ds.map_batches(finalize, fn_kwargs={"views": views}, batch_format="numpy")

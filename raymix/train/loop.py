@@ -27,7 +27,7 @@ from raymix import schema
 from raymix.ops.losses import jsd_consistency
 from raymix.ops.rng import sample_seed
 from raymix.train.config import TrainConfig
-from raymix.train.data import AUG1, AUG2, VALID
+from raymix.train.data import AUG1, AUG2, VALID, VIEW2
 from raymix.train.models import build_model
 
 __all__ = ["train_loop_per_worker", "TrainStep", "learning_rate", "normalize", "CHECKPOINT_FILE"]
@@ -189,7 +189,8 @@ class TrainStep:
             group["lr"] = lr
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
-        """Train on ``batch`` (uint8 NHWC images, labels, valid flags; CPU tensors).
+        """Train on ``batch`` (uint8 NHWC images, labels, valid flags; CPU tensors; the
+        ``image_view2`` MiAMix mixes with, ``image_aug1``/``image_aug2`` for JSD).
 
         Returns ``(loss, correct, rows used, rows dropped)``; ``correct`` (top-1 hits on the
         clean logits) is None under MiAMix. A batch without valid rows still runs, with a
@@ -208,8 +209,10 @@ class TrainStep:
         x = normalize(batch[schema.IMAGE].to(device, non_blocking=True), self.channels_last)
         targets = labels
         if self.miamix is not None:
+            # the data stage's second view (MiAMix section 3.2.1); without it MiAMix augments a copy itself
+            view2 = normalize(batch[VIEW2].to(device, non_blocking=True), self.channels_last) if VIEW2 in batch else None
             self.generator.manual_seed(sample_seed(config.seed, f"miamix/{self.rank}", 0, step))
-            x, targets = self.miamix(x, labels, generator=self.generator)
+            x, targets = self.miamix(x, labels, view2, generator=self.generator)
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             if config.jsd:
                 augmented = [normalize(batch[k].to(device, non_blocking=True), self.channels_last) for k in (AUG1, AUG2)]

@@ -53,13 +53,16 @@ def _resize(chw: torch.Tensor, size: int) -> torch.Tensor:
     return TF.resize(chw, [size, size], antialias=True)
 
 
-def crop_flip(image: np.ndarray, size: int, crop: str, flip: bool, seed: int, key: str, epoch: int) -> np.ndarray:
+def crop_flip(image: np.ndarray, size: int, crop: str, flip: bool, seed: int, key: str, epoch: int,
+              view: int = 0) -> np.ndarray:
     """One uint8 HWC image -> ``size x size`` after a random crop and horizontal flip.
 
     ``crop``: ``"random_resized"`` (ImageNet: scale 0.08-1, ratio 3/4-4/3),
     ``"pad"`` (CIFAR: zero-pad by ``size/8`` and crop back) or ``"none"`` (resize only).
+    ``view``: which independent draw for the sample (0: the training view; 1: MiAMix's
+    second view).
     """
-    rng = numpy_generator(seed, key, 0, epoch, salt="crop")
+    rng = numpy_generator(seed, key, view, epoch, salt="crop")
     chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if crop == "random_resized":
         top, left, h, w = random_resized_crop_box(rng, chw.shape[1], chw.shape[2])
