@@ -239,3 +239,125 @@ def test_quarantine_of_an_older_output_still_counts_on_resume(tmp_path):
     again = write_table(rows(3, bad={1}), out_spec)
     assert (again.written, again.quarantined, again.already_written, again.already_quarantined) == (0, 0, 2, 1)
     assert not (out / QUARANTINE_DIR).exists()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_same_rows_in_any_order_give_the_same_bytes(tmp_path, fmt):
+    """Rows are written in key order, so a file's bytes depend only on its rows."""
+    table = rows(40)
+    shuffled = table.take(np.random.default_rng(0).permutation(40))
+    a, b = output_spec(str(tmp_path / "a"), fmt), output_spec(str(tmp_path / "b"), fmt)
+    write_table(table, a)
+    write_table(shuffled, b)
+    names = sorted(os.listdir(tmp_path / "a"))
+    assert names == sorted(os.listdir(tmp_path / "b")) and len(names) == 1
+    assert (tmp_path / "a" / names[0]).read_bytes() == (tmp_path / "b" / names[0]).read_bytes()
+    if fmt == "parquet":
+        keys = pq.read_table(tmp_path / "a" / names[0]).column("key").to_pylist()
+        assert keys == sorted(keys)
+
+
+def test_image_paths_are_sanitised_keys_are_kept(tmp_path):
+    from raymix.io.writers import image_path
+
+    raw = ["../../x/m/0", "/etc/passwd/m/0", "a/./b c/../m/0", "..", "ok/n01_1.JPEG/m/0"]
+    table = rows(len(raw)).set_column(3, "key", pa.array(raw))
+    write_table(table, spec(tmp_path))
+    back = pq.read_table(tmp_path / "out").to_pylist()
+    assert sorted(r["key"] for r in back) == sorted(raw)  # the key column keeps the key
+    paths = {r["key"]: r["image"]["path"] for r in back}
+    assert paths["../../x/m/0"] == "x/m/0.jpg" and paths["/etc/passwd/m/0"] == "etc/passwd/m/0.jpg"
+    assert paths["a/./b c/../m/0"] == "a/b_c/m/0.jpg" and paths[".."] == "unnamed.jpg"
+    assert paths["ok/n01_1.JPEG/m/0"] == "ok/n01_1.JPEG/m/0.jpg"
+    for p in paths.values():
+        assert not p.startswith("/") and ".." not in p.split("/")
+        assert os.path.realpath(os.path.join(tmp_path, p)).startswith(str(tmp_path))
+    assert image_path("") == "unnamed"
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_on_rerun(tmp_path):
+    from raymix.io.writers import prepare_output, remove_temporaries
+
+    s = spec(tmp_path)
+    write_table(rows(4), s)
+    tmp = "." + os.listdir(tmp_path / "out")[0] + ".tmp-" + "0" * 32
+    for folder in ("", "__quarantine__", ".raymix"):
+        (tmp_path / "out" / folder).mkdir(exist_ok=True)
+        (tmp_path / "out" / folder / tmp).write_bytes(b"\0" * 2048)
+    (tmp_path / "out" / ".raymix" / "summary.json").write_text("{}")
+    prepare_output(s)
+    left = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert not any(".tmp-" in p for p in left)
+    assert ".raymix/summary.json" in left and "classes.json" in left and len(left) == 3
+    assert remove_temporaries(s) == []
+
+
+class _FlakyMemoryFS:
+    """Fails the first ``fails`` calls of each listed method with ``error``, then passes."""
+
+    def __init__(self, fs, error, fails=2, methods=("pipe_file", "ls")):
+        self._fs, self._error, self._left = fs, error, {m: fails for m in methods}
+        self.calls = {m: 0 for m in methods}
+
+    def __getattr__(self, name):
+        attr = getattr(self._fs, name)
+        if name not in self._left:
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls[name] += 1
+            if self._left[name] > 0:
+                self._left[name] -= 1
+                raise self._error
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("error", [ConnectionRefusedError(111, "Connection refused"), TimeoutError("read timed out"),
+                                   OSError(16, "Please reduce your request rate. (SlowDown)")])
+def test_transient_storage_errors_are_retried(error):
+    import dataclasses
+    import uuid
+
+    from raymix.io.retry import RetryPolicy
+
+    s = output_spec(f"memory://retry-{uuid.uuid4().hex}", "parquet")
+    flaky = _FlakyMemoryFS(s.fs, error)
+    s = dataclasses.replace(s, fs=flaky, retry=RetryPolicy(first_delay=0.001))
+    summary = write_table(rows(6), s)
+    assert summary.written == 6 and flaky.calls["pipe_file"] == 3 and flaky.calls["ls"] >= 3
+    assert len(committed_keys(s.uri)) == 6
+
+
+def test_permanent_storage_errors_fail_at_once():
+    import dataclasses
+    import uuid
+
+    from raymix.io.retry import RetryPolicy, is_transient
+
+    s = output_spec(f"memory://denied-{uuid.uuid4().hex}", "parquet")
+    flaky = _FlakyMemoryFS(s.fs, PermissionError("Access Denied"), methods=("pipe_file",))
+    s = dataclasses.replace(s, fs=flaky, retry=RetryPolicy(first_delay=0.001))
+    with pytest.raises(PermissionError):
+        write_table(rows(2), s)
+    assert flaky.calls["pipe_file"] == 1
+    assert not is_transient(FileNotFoundError("gone")) and not is_transient(ValueError("bad request"))
+    wrapped = OSError(5, "Internal Error")
+    wrapped.__cause__ = type("ClientError", (Exception,), {"response": {
+        "Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}})()
+    assert is_transient(wrapped)
+
+
+def test_retries_stop_after_the_attempts():
+    from raymix.io.retry import RetryPolicy
+
+    calls = []
+
+    def always_down():
+        calls.append(1)
+        raise ConnectionResetError("reset")
+
+    with pytest.raises(ConnectionResetError):
+        RetryPolicy(attempts=3, first_delay=0.001).call(always_down)
+    assert len(calls) == 3

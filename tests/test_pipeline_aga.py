@@ -16,6 +16,7 @@ import pytest
 from raymix.methods.aga_captions import avoid_words, mentioned
 from raymix.models.aga_options import BackgroundOptions, CaptionLLMOptions, SubjectOptions
 from raymix.pipeline import aga, stages
+from raymix.pipeline.output_settings import OutputSettingsMismatch
 from raymix.tools.sample_data import class_names, write_sample
 
 pytestmark = pytest.mark.slow
@@ -69,12 +70,16 @@ def test_job_quarantines_images_without_a_subject_then_writes_only_what_is_missi
     quarantine = pq.read_table(os.path.join(out, "__quarantine__")).to_pylist()
     assert {(q["stage"], q["reason"], q["replica"]) for q in quarantine} == {("segment", "no-box:quarantine", -1)}
 
-    # The rerun (whole-image subjects) skips the 3 finished sources and writes the other 3 x 2 replicas.
-    again = aga.run(job(sample, out))
-    assert again.reconciled and again.skipped == 3 and again.rows_in == 3
+    # A rerun with other settings (whole-image subjects, the LLM) would mix two kinds of rows in
+    # one folder: it is refused before any work; asked to, it writes beside it
+    # (3 sources x 2 replicas in a folder of its own).
+    with pytest.raises(OutputSettingsMismatch, match="--box-threshold 1.0 there, 0.35 here"):
+        aga.run(job(sample, out))
+    again = aga.run(job(sample, out, limit=3, write_beside=True))
+    assert again.reconciled and again.skipped == 0 and again.summary.output_uri.startswith(out + "-")
     assert (again.summary.written, again.summary.quarantined) == (6, 0)
-    rows = read_rows(out)
-    assert len(rows) == 6 and not {r["source_key"] for r in rows.values()} & {q["source_key"] for q in quarantine}
+    rows = read_rows(again.summary.output_uri)
+    assert len(rows) == 6
     names, descriptions = class_names(3)
     avoid = avoid_words(names, descriptions, names)
     for key, row in rows.items():

@@ -12,6 +12,7 @@ SUITES = {
     "train": "raymix.bench.train",
     "fractals": "raymix.bench.fractals",
     "aga": "raymix.bench.aga",
+    "memory": "raymix.bench.memory",
 }
 
 

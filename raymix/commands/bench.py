@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "run a benchmark (cpu, gpu, train, fractals) and print JSON lines"
+HELP = "run a benchmark (cpu, gpu, train, fractals, aga, memory) and print JSON lines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser, entry: registry.JobEntry) -> 
 def run_job(entry: registry.JobEntry, flags, args: argparse.Namespace) -> int:
     """Build the job's settings, check them before Ray starts (:mod:`raymix.commands.checks`),
     run it. Without ``--debug`` an error is one line on stderr, ``raymix JOB: ...``: exit
-    status 2 for a mistake in the settings, 1 for a failure of the run."""
+    status 2 for a mistake in the settings, 1 for a failure of the run, 130 when interrupted
+    (Ctrl-C: the files committed so far stay, and the same command resumes)."""
     from raymix.commands import checks
 
     job = flags.build(args)
@@ -45,6 +46,10 @@ def run_job(entry: registry.JobEntry, flags, args: argparse.Namespace) -> int:
         for line in checks.validate(job, flags.values(args)):
             print(f"raymix {entry.name}: {line}", file=sys.stderr, flush=True)
         return int(entry.load_run()(job) or 0)
+    except KeyboardInterrupt:
+        print(f"raymix {entry.name}: interrupted; the files written so far are kept: run the same command again "
+              "to resume", file=sys.stderr, flush=True)
+        return 130
     except Exception as err:
         if args.debug:
             raise

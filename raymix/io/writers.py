@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raymix.io import storage, wds
+from raymix.io.retry import DEFAULT_POLICY, RetryPolicy
 from raymix.io.decode import JPEG_QUALITY, encode_jpeg
 from raymix.io.schema import HF_IMAGE_TYPE, OUTPUT_SCHEMA, QUARANTINE_SCHEMA
 from raymix.schema import (
@@ -71,6 +72,8 @@ __all__ = [
     "forget_retryable",
     "RETRYABLE",
     "shard_stem",
+    "image_path",
+    "remove_temporaries",
     "hf_features_metadata",
 ]
 
@@ -102,6 +105,15 @@ def shard_stem(source: str) -> str:
     stem = f"{base}-{fragment}" if fragment else base
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._") or "unsourced"
     return stem
+
+
+def image_path(key: str) -> str:
+    """The relative path stored for a row's image (``image.path``): the key's ``/``-separated
+    parts, each cleaned like a file-name stem (characters outside ``A-Za-z0-9._-`` become
+    ``_``, leading dots go), empty parts, ``.`` and ``..`` dropped; never absolute, never
+    climbing out of a folder. The ``key`` column keeps the key as it was."""
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", part).lstrip(".") for part in (key or "").split("/")]
+    return "/".join(p for p in parts if p) or "unnamed"
 
 
 def _digest(keys: Iterable[str]) -> str:
@@ -219,6 +231,8 @@ class OutputSpec:
     row_group_size: int = 128
     #: More image columns to keep (e.g. DiffuseMix's ``generated`` and ``hybrid``).
     extra_images: tuple[str, ...] = ()
+    #: How storage calls that fail transiently (network, timeouts, 5xx, throttling) are retried.
+    retry: RetryPolicy = DEFAULT_POLICY
 
     @property
     def ext(self) -> str:
@@ -246,13 +260,49 @@ def output_spec(output_uri: str, format: str = "parquet", storage_options: dict 
 
 
 def prepare_output(spec: OutputSpec, descriptions: Sequence[str] | None = None) -> None:
-    """Create the output folder and write ``classes.json`` (once, on the driver)."""
-    spec.fs.makedirs(spec.root, exist_ok=True)
+    """Create the output folder, remove the temporary files a killed run left
+    (:func:`remove_temporaries`) and write ``classes.json`` (once, on the driver)."""
+    spec.retry.call(spec.fs.makedirs, spec.root, exist_ok=True, what=f"create {spec.uri}")
+    remove_temporaries(spec)
     if spec.classes:
         doc = {"names": spec.classes}
         if descriptions:
             doc["descriptions"] = list(descriptions)
-        storage.atomic_write(spec.fs, posixpath.join(spec.root, CLASSES_FILE), json.dumps(doc, indent=1).encode())
+        spec.retry.call(storage.atomic_write, spec.fs, posixpath.join(spec.root, CLASSES_FILE),
+                        json.dumps(doc, indent=1).encode(), what=f"write {CLASSES_FILE}")
+
+
+def _remove(fs, path: str) -> None:
+    """Delete ``path``; already gone is fine (a retried delete whose first try succeeded)."""
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
+#: The hidden names :func:`raymix.io.storage.atomic_write` writes before its rename.
+_TEMPORARY_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+
+
+def remove_temporaries(spec: OutputSpec, folders: Sequence[str] = (".raymix",)) -> list[str]:
+    """Delete the hidden temporary files (``.NAME.tmp-UUID``) that a writer killed between
+    its write and its rename leaves in the output folder, the quarantine folders and
+    ``folders`` under the root; returns their paths. Run at the start of a job, when no
+    writer of this output is running (one output folder, one job at a time)."""
+    removed = []
+    for folder in [spec.root, *spec.quarantine_roots, *(posixpath.join(spec.root, f) for f in folders)]:
+        try:
+            spec.fs.invalidate_cache(folder)
+            paths = spec.retry.call(spec.fs.ls, folder, detail=False, what=f"list {folder}")
+        except FileNotFoundError:
+            continue
+        for path in paths:
+            if _TEMPORARY_RE.match(posixpath.basename(path)):
+                spec.retry.call(_remove, spec.fs, path, what=f"remove {path}")
+                removed.append(path)
+    if removed:
+        log.info("removed %d temporary files left by an interrupted run", len(removed))
+    return removed
 
 
 # -- turning incoming rows into output / quarantine tables --
@@ -352,10 +402,10 @@ def _split(table: pa.Table, spec: OutputSpec) -> tuple[pa.Table, pa.Table]:
 
 
 def _hf_images(keys: list[str], images: Sequence[bytes], suffix: str = "") -> pa.StructArray:
-    """HF ``Image`` structs ``{bytes, path}``; the path is the key (plus ``suffix``) with the
-    image's extension."""
+    """HF ``Image`` structs ``{bytes, path}``; the path is :func:`image_path` of the key (plus
+    ``suffix``) with the image's extension."""
     suffix = f".{suffix}" if suffix else ""
-    paths = [f"{k}{suffix}.{_image_ext(b)}" for k, b in zip(keys, images)]
+    paths = [f"{image_path(k)}{suffix}.{_image_ext(b)}" for k, b in zip(keys, images)]
     return pa.StructArray.from_arrays([pa.array(list(images), pa.binary()), pa.array(paths, pa.string())],
                                       fields=list(HF_IMAGE_TYPE))
 
@@ -419,13 +469,13 @@ class _Existing:
     """The committed parts of one folder (and the older folders it replaces), listed once
     per write task (no listing cache)."""
 
-    def __init__(self, fs, folder: str, ext: str, also: Sequence[str] = ()):
-        self.fs, self.folder, self.ext = fs, folder, ext
+    def __init__(self, fs, folder: str, ext: str, also: Sequence[str] = (), retry: RetryPolicy = DEFAULT_POLICY):
+        self.fs, self.folder, self.ext, self.retry = fs, folder, ext, retry
         self.paths = []
         for where in [folder, *also]:
             try:
                 fs.invalidate_cache(where)
-                names = [posixpath.basename(p) for p in fs.ls(where, detail=False)]
+                names = [posixpath.basename(p) for p in retry.call(fs.ls, where, detail=False, what=f"list {where}")]
             except FileNotFoundError:
                 names = []
             self.paths += [posixpath.join(where, n) for n in names if n.endswith("." + ext) and not n.startswith((".", "_"))]
@@ -436,8 +486,21 @@ class _Existing:
         keys: set[str] = set()
         for path in self.paths:
             if pattern.match(posixpath.basename(path)):
-                keys |= _part_keys(self.fs, path, self.ext)
+                keys |= self.retry.call(_part_keys, self.fs, path, self.ext, what=f"read {path}")
         return keys
+
+
+def _read_parquet(fs, path: str, columns: list[str] | None, fallback: str | None = None) -> pa.Table:
+    """``columns`` of one parquet file (all with ``None``), those it lacks left out; the first
+    one, when the file lacks it, is replaced by ``fallback`` (older files)."""
+    with fs.open(path, "rb") as f:
+        if columns is None:
+            return pq.read_table(f)
+        names = pq.read_schema(f).names
+        if fallback is not None and columns[0] not in names:
+            columns = [fallback, *columns[1:]]
+        f.seek(0)
+        return pq.read_table(f, columns=[c for c in columns if c in names])
 
 
 def _part_keys(fs, path: str, ext: str) -> set[str]:
@@ -460,7 +523,7 @@ def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, seri
     the rows found already committed there or in the ``also`` folders, files)."""
     if table.num_rows == 0:
         return [], [], []
-    existing = _Existing(spec.fs, folder, ext, also)
+    existing = _Existing(spec.fs, folder, ext, also, spec.retry)
     written, already = [], []
     files = []
     sources = table.column(SOURCE)
@@ -474,9 +537,11 @@ def _write_groups(spec: OutputSpec, table: pa.Table, folder: str, ext: str, seri
             group = group.filter(keep)
         if group.num_rows == 0:
             continue
+        # Rows in key order: the same rows make the same bytes, whatever order they came in.
+        group = group.take(pc.sort_indices(group, sort_keys=[(KEY, "ascending")]))
         name = f"{stem}-{_digest(group.column(KEY).to_pylist())}.{ext}"
         path = posixpath.join(folder, name)
-        storage.atomic_write(spec.fs, path, serialise(group))
+        spec.retry.call(storage.atomic_write, spec.fs, path, serialise(group), what=f"write {path}")
         written.append(group)
         files.append(storage.uri_of(spec.fs, path))
     return written, already, files
@@ -528,20 +593,16 @@ def committed_keys(
     found: set[str] = set()
     folders = [(spec.root, spec.ext)] + ([(q, "parquet") for q in spec.quarantine_roots] if quarantine else [])
     for folder, ext in folders:
-        for path in _Existing(fs, folder, ext).paths:
+        for path in _Existing(fs, folder, ext, retry=spec.retry).paths:
             if not re.search(_DIGEST_RE + re.escape(ext) + "$", posixpath.basename(path)):
                 continue
             if ext == "parquet":
-                with fs.open(path, "rb") as f:
-                    schema = pq.read_schema(f)
-                col = column if column in schema.names else KEY
-                with fs.open(path, "rb") as f:
-                    table = pq.read_table(f, columns=[col, REASON] if REASON in schema.names else [col])
+                table = spec.retry.call(_read_parquet, fs, path, [column, REASON], KEY, what=f"read {path}")
                 if REASON in table.column_names:  # a quarantine table: retryable rows are not done
                     table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))
-                found.update(table.column(col).to_pylist())
+                found.update(table.column(0).to_pylist())
             elif column == KEY:
-                found |= _part_keys(fs, path, ext)
+                found |= spec.retry.call(_part_keys, fs, path, ext, what=f"read {path}")
             else:
                 raise ValueError("committed_keys reads only the key column of WebDataset tars")
     found.discard(None)
@@ -563,18 +624,18 @@ def completed_sources(
     fs = spec.fs
     done: Counter[str] = Counter()
     whole: set[str] = set()
-    for name in _Existing(fs, spec.root, spec.ext).names:
+    for name in _Existing(fs, spec.root, spec.ext, retry=spec.retry).names:
         if not re.search(_DIGEST_RE + re.escape(spec.ext) + "$", name):
             continue
         path = posixpath.join(spec.root, name)
         if spec.ext == "parquet":
-            with fs.open(path, "rb") as f:
-                done.update(pq.read_table(f, columns=[SOURCE_KEY]).column(SOURCE_KEY).to_pylist())
+            table = spec.retry.call(_read_parquet, fs, path, [SOURCE_KEY], what=f"read {path}")
+            done.update(table.column(SOURCE_KEY).to_pylist())
         else:
-            done.update(key.rsplit("/", 2)[0] for key in _part_keys(fs, path, spec.ext))
-    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:]).paths:
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=[SOURCE_KEY, REPLICA, REASON])
+            keys = spec.retry.call(_part_keys, fs, path, spec.ext, what=f"read {path}")
+            done.update(key.rsplit("/", 2)[0] for key in keys)
+    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:], spec.retry).paths:
+        table = spec.retry.call(_read_parquet, fs, path, [SOURCE_KEY, REPLICA, REASON], what=f"read {path}")
         table = table.filter(pc.not_equal(table.column(REASON), RETRYABLE))  # not finished: read again
         for source_key, replica in zip(table.column(SOURCE_KEY).to_pylist(), table.column(REPLICA).to_pylist()):
             if replica is None or replica == WHOLE_ROW:
@@ -596,23 +657,22 @@ def forget_retryable(output_uri: str, *, storage_options: dict | None = None) ->
     spec = output_spec(output_uri, "parquet", storage_options)
     fs = spec.fs
     dropped = 0
-    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:]).paths:
+    for path in _Existing(fs, spec.quarantine_root, "parquet", spec.quarantine_roots[1:], spec.retry).paths:
         name = posixpath.basename(path)
         match = re.search(_DIGEST_RE + "parquet$", name)
         if not match:
             continue
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+        table = spec.retry.call(_read_parquet, fs, path, None, what=f"read {path}")
         retryable = pc.equal(table.column(REASON), RETRYABLE)
         n = pc.sum(retryable.cast(pa.int64())).as_py() or 0
         if not n:
             continue
         kept = table.filter(pc.invert(retryable))
-        fs.rm_file(path)
+        spec.retry.call(_remove, fs, path, what=f"remove {path}")
         if kept.num_rows:
             stem = name[: match.start()]
             new = posixpath.join(spec.quarantine_root, f"{stem}-{_digest(kept.column(KEY).to_pylist())}.parquet")
-            storage.atomic_write(fs, new, _quarantine_bytes(kept))
+            spec.retry.call(storage.atomic_write, fs, new, _quarantine_bytes(kept), what=f"write {new}")
         dropped += n
     if dropped:
         log.info("dropped %d retryable quarantine records in %s: they are read again", dropped, spec.uri)

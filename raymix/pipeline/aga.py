@@ -33,6 +33,7 @@ from raymix.methods.aga_captions import CaptionEngine, avoid_words
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.aga_rows import choose_captions, draw_captions, read_caption_sets, subject_params
 from raymix.pipeline.aga_stages import BackgroundStage, CaptionLLMStage, SubjectStage
+from raymix.pipeline.output_settings import claim_output
 from raymix.pipeline.specs import NO_LLM, AGAJob
 
 __all__ = ["AGAJob", "caption_engine", "build", "stream", "run", "main"]
@@ -124,6 +125,7 @@ def stream(job: AGAJob) -> ray.data.Dataset:
 
 def run(job: AGAJob) -> stages.JobResult:
     """Run the job end to end on the connected Ray cluster; prints progress and the counts."""
+    job = claim_output(job)
     job_input = stages.read_input(job)
     return stages.finish(build(job, job_input), job, job_input)
 

@@ -20,6 +20,7 @@ import ray
 from raymix.models.editor import edit_settings
 from raymix.pipeline import runtime, stages
 from raymix.pipeline.edit_stage import EditStage
+from raymix.pipeline.output_settings import claim_output
 from raymix.pipeline.specs import DiffuseMixJob
 
 __all__ = ["DiffuseMixJob", "edit_resources", "build", "stream", "run", "main"]
@@ -66,6 +67,7 @@ def stream(job: DiffuseMixJob) -> ray.data.Dataset:
 
 def run(job: DiffuseMixJob) -> stages.JobResult:
     """Run the job end to end on the connected Ray cluster; prints progress and the counts."""
+    job = claim_output(job)
     job_input = stages.read_input(job)
     extra = ("generated", "hybrid") if job.keep_intermediates else ()
     return stages.finish(build(job, job_input), job, job_input, extra_images=extra)

@@ -14,6 +14,7 @@ import ray
 
 from raymix import registry
 from raymix.pipeline import runtime, stages
+from raymix.pipeline.output_settings import claim_output
 from raymix.pipeline.specs import MixJob
 
 __all__ = ["MixJob", "build", "stream", "run", "main"]
@@ -39,6 +40,7 @@ def stream(job: MixJob) -> ray.data.Dataset:
 
 def run(job: MixJob) -> stages.JobResult:
     """Run the job on the connected Ray cluster; prints progress and the counts."""
+    job = claim_output(job)
     job_input = stages.read_input(job)
     return stages.finish(build(job, job_input), job, job_input)
 

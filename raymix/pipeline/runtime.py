@@ -53,11 +53,14 @@ def run_job(job, run) -> int:
     """The command-line run of an augmentation job: log, connect to Ray (``job.address``,
     else ``RAY_ADDRESS``, else local), ``run(job)`` (a ``JobResult``), print the counts as
     JSON with ``job.json``; exit status 0 only when the counts reconcile, some image was
-    written (not every row quarantined) and no row is left for a rerun (``retryable``).
-    Quiet unless ``job.verbose``: Ray's output goes to a log folder
-    (:mod:`raymix.pipeline.console`)."""
+    written (not every row quarantined) and no row is left for a rerun (``retryable``). The
+    output folder's settings record is checked first, before Ray starts
+    (:mod:`raymix.pipeline.output_settings`). Quiet unless ``job.verbose``: Ray's output goes
+    to a log folder (:mod:`raymix.pipeline.console`)."""
     from raymix.pipeline import console
+    from raymix.pipeline.output_settings import claim_output
 
+    job = claim_output(job)  # before Ray starts: a folder of other settings is refused at once
     with console.session(verbose=job.verbose, json_out=job.json, log_dir=console.log_dir_for(job.output)):
         init_ray(job.address)
         result = run(job)

@@ -38,6 +38,8 @@ class JobSpec:
     replicas: int = option(1, help="augmented images per input image")
     seed: int = option(0, help="run seed: same seed, same bytes")
     limit: int | None = option(None, default_text="all", help="process at most N input images")
+    write_beside: bool = option(False, help="if --output holds rows made with other settings (method, seed, "
+                                            "options...), write to OUTPUT-DIGEST beside it instead of refusing")
     storage_options: dict | None = storage_options_option()
     address: str | None = address_option()
     json: bool = option(False, help="print the final counts as one JSON object on stdout (all else on stderr)")

@@ -7,17 +7,20 @@ stages.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import ray
 
 from raymix import schema
 from raymix.io.decode import JPEG_QUALITY, decode_batch, encode_batch
 from raymix.io.readers import ReadPlan, plan_read
+from raymix.io.retry import DEFAULT_POLICY
 from raymix.io.writers import QUARANTINE_DIR, RETRYABLE, WriteSummary, completed_sources, forget_retryable
 from raymix.pipeline.datasink import write_dataset
 from raymix.pipeline.console import Progress
@@ -33,25 +36,54 @@ CPU_BATCH = 32
 
 @ray.remote(num_cpus=0)
 class RowCounter:
-    """Counts the rows that leave the read stage, so a job can reconcile its output
-    against what it read for layouts whose size is unknown before reading (parquet, tars).
+    """Counts the distinct rows that leave the read stage, so a job can reconcile its
+    output against what it read for layouts whose size is unknown before reading
+    (parquet, tars).
 
-    A read task that Ray retries after a crash counts its rows again: the report then
-    shows a mismatch instead of hiding one.
+    A row is ``(source, key)``, kept as an 8-byte hash. Ray runs a batch again when the
+    actor or task holding it dies (the counting stage is fused into the next one, e.g.
+    the mixing actors); the batch's rows are then seen twice but counted once. Memory:
+    8 bytes per row (10 MB for ImageNet's 1.28 M), merged as they come.
     """
 
-    def __init__(self) -> None:
-        self.rows = 0
+    _MERGE_EVERY = 1 << 20
 
-    def add(self, n: int) -> None:
-        self.rows += int(n)
+    def __init__(self) -> None:
+        self.seen = np.zeros(0, np.uint64)
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        self.pending.append(np.asarray(hashes, np.uint64))
+        self.pending_rows += len(hashes)
+        if self.pending_rows >= self._MERGE_EVERY:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            self.seen = np.unique(np.concatenate([self.seen, *self.pending]))
+            self.pending, self.pending_rows = [], 0
 
     def total(self) -> int:
-        return self.rows
+        self._merge()
+        return int(len(self.seen))
+
+
+def row_hashes(batch: dict) -> np.ndarray:
+    """An 8-byte hash of ``(source, key)`` per row of a read batch."""
+    keys = batch[schema.KEY]
+    sources = batch.get(schema.SOURCE)
+    if sources is None:
+        sources = [""] * len(keys)
+    out = np.empty(len(keys), np.uint64)
+    for i, (source, key) in enumerate(zip(sources, keys)):
+        digest = hashlib.blake2b(f"{source}\0{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little")
+    return out
 
 
 def count_rows(batch: dict, *, counter) -> dict:
-    ray.get(counter.add.remote(len(batch[schema.KEY])))  # waited on: counted before the batch moves on
+    ray.get(counter.add.remote(row_hashes(batch)))  # waited on: counted before the batch moves on
     return batch
 
 
@@ -229,7 +261,8 @@ def write_run_record(job: JobSpec, result: JobResult) -> str:
 
     fs, root = filesystem(job.output, job.storage_options)
     path = join(root, RUN_RECORD)
-    atomic_write(fs, path, json.dumps(run_record(job, result), indent=2, default=str).encode())
+    DEFAULT_POLICY.call(atomic_write, fs, path, json.dumps(run_record(job, result), indent=2, default=str).encode(),
+                        what=f"write {RUN_RECORD}")
     return join(job.output, RUN_RECORD)
 
 

@@ -88,12 +88,24 @@ def _topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...
     return [hits[:, :k].any(dim=1).sum().item() for k in ks]
 
 
+def load_state(path: str) -> dict[str, Any]:
+    """A training state written by this loop (model, optimizer, scaler, epoch, step, config),
+    loaded with ``weights_only=True``: tensors and plain containers only, so a checkpoint
+    store that someone else can write cannot run code in the trainers. A file that holds
+    anything else is refused with a clear error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError (or RuntimeError) for other objects
+        raise ValueError(f"{path} is not a training state that loads with weights_only=True "
+                         f"(tensors and plain containers only): {err}") from err
+
+
 def _load_checkpoint(model, optimizer, scaler) -> dict[str, Any] | None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        state = load_state(os.path.join(directory, CHECKPOINT_FILE))
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):
