@@ -120,6 +120,9 @@ def test_end_to_end_on_ray(ray_cluster, tmp_path):
         assert m["ood"]["sub"]["top1_error"] == m["clean"]["top1_error"]  # the same images and classes
         assert sum(b["count"] for b in m["clean"]["reliability"]) == 12
     assert report["models"]["a"]["corruptions"]["vs_baseline"]["baseline"] == "a"
+    tp = report["throughput"]
+    assert tp["images_scored"] == 5 * 12 * 2 and tp["seconds"] > 0
+    assert tp["images_per_s"] == pytest.approx(tp["images_scored"] / tp["seconds"], rel=0.01)
     assert report["corruption_pool"]["branches"] == 2 and report["corruption_pool"]["cpus"] >= 1
     md = (out / "report.md").read_text()
     assert "| a |" in md and "| b |" in md and "fog" in md

@@ -11,6 +11,7 @@ computes the metrics (:mod:`raymix.eval.metrics`).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -292,6 +293,7 @@ def evaluate(job: EvalJob) -> dict[str, Any]:
     if job.attack != "none":
         attack = {"kind": job.attack, "eps": job.eps, "steps": job.steps, "step_size": job.step_size,
                   "random_start": job.random_start}
+    started = time.perf_counter()
     ds = ds.map_batches(
         Predictor, fn_constructor_kwargs={"specs": specs, "sets": sets, "attack": attack, "seed": job.seed,
                                           "storage_options": job.storage_options, "device": device},
@@ -299,7 +301,9 @@ def evaluate(job: EvalJob) -> dict[str, Any]:
         num_gpus=1 if device == "gpu" else 0,
     )
     outcomes = collect(ds, len(specs))
+    seconds = time.perf_counter() - started
     report = build_report(job, specs, sets, outcomes, device=device)
+    report["throughput"] = throughput(report["sets"], len(specs), seconds, actors)
     if branches:
         report["corruption_pool"] = {"cpus": cores, "tasks_per_branch": per_branch, "branches": branches}
     return report
@@ -358,6 +362,16 @@ def build_report(job: EvalJob, specs: Sequence[ModelSpec], sets: dict[str, EvalS
         "models": models,
         "summary": {name: _summary(m) for name, m in models.items()},
     }
+
+
+def throughput(sets: dict[str, dict], n_models: int, seconds: float, actors: int) -> dict[str, Any]:
+    """The run's rate: images scored (every set's valid rows, corrupted, adversarial and OOD copies
+    included, each scored by every checkpoint) per second of the whole pipeline (reading, decoding,
+    corrupting, inference), overall and per inference actor (one GPU each on a GPU cluster)."""
+    images = sum(s["rows"] for s in sets.values()) * n_models
+    rate = images / seconds if seconds > 0 else 0.0
+    return {"seconds": round(seconds, 3), "images_scored": images, "images_per_s": round(rate, 2),
+            "actors": actors, "images_per_s_per_actor": round(rate / max(actors, 1), 2)}
 
 
 def _intkeys(errors: dict) -> dict[str, dict[int, float]]:

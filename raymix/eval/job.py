@@ -131,5 +131,5 @@ def main(job: EvalJob) -> int:
 
     with console.session(verbose=job.verbose, json_out=True, log_dir=console.log_dir_for(job.output)):
         report = run(job)
-        console.emit({"output": job.output, "summary": report["summary"]})
+        console.emit({"output": job.output, "summary": report["summary"], "throughput": report.get("throughput")})
     return 0
