@@ -50,11 +50,10 @@ def load_superclasses(path: str | None = None, storage_options: Mapping[str, Any
     if path is None:
         text = resources.files("raymix.models").joinpath(DEFAULT_TABLE).read_text(encoding="utf-8")
         return parse_superclasses(text, where=DEFAULT_TABLE)
-    from raymix.io.storage import filesystem
+    from raymix.io.storage import filesystem, read_text
 
     fs, local = filesystem(path, dict(storage_options or {}))
-    with fs.open(local, "rb") as f:
-        return parse_superclasses(f.read().decode("utf-8"), where=path)
+    return parse_superclasses(read_text(fs, local), where=path)
 
 
 def superclass_for(class_name: str, table: Mapping[str, str]) -> str:

@@ -58,7 +58,7 @@ def subject_params(batch: dict) -> dict:
 def read_caption_sets(instructions: str | None = None, backgrounds: str | None = None, temporal: str | None = None,
                       *, storage_options: dict | None = None) -> CaptionSets:
     """The three sets: raymix's, with any set given as a file URI (one entry per line) replacing its own."""
-    from raymix.io.storage import filesystem
+    from raymix.io.storage import filesystem, read_text
 
     given = {"instructions": instructions, "backgrounds": backgrounds, "temporal": temporal}
     sets = {}
@@ -68,8 +68,7 @@ def read_caption_sets(instructions: str | None = None, backgrounds: str | None =
             sets[name] = getattr(default_sets(), name)
             continue
         fs, path = filesystem(uri, storage_options)
-        with fs.open(path, "rb") as f:
-            sets[name] = parse_set(f.read().decode("utf-8"), f"{name} ({uri})")
+        sets[name] = parse_set(read_text(fs, path), f"{name} ({uri})")
     return CaptionSets(**sets)
 
 

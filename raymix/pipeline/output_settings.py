@@ -28,7 +28,7 @@ import logging
 from typing import Any, TypeVar
 
 from raymix.io.retry import DEFAULT_POLICY
-from raymix.io.storage import atomic_write, filesystem, join
+from raymix.io.storage import atomic_write, filesystem, join, read_text
 from raymix.settings import settings_of
 
 __all__ = ["SETTINGS_RECORD", "RECORDED", "RUN_ONLY", "OutputSettingsMismatch", "recorded_settings", "claim_output"]
@@ -120,8 +120,7 @@ def _differences(there: dict, here: dict) -> list[str]:
 def _read_json(fs, path: str) -> dict | None:
     def read():
         try:
-            with fs.open(path, "rb") as f:
-                return json.loads(f.read().decode("utf-8"))
+            return json.loads(read_text(fs, path))
         except FileNotFoundError:
             return None
 
