@@ -201,3 +201,12 @@ def test_ray_llm_requests_carry_the_rows_prompt_and_seed_and_keep_its_columns():
     assert chat_request(failed, job)[1]["max_tokens"] == 1
     assert _answer(row, "A misty forest.") == {**row, "caption_raw": "A misty forest."}
     assert _answer(failed, "anything")["caption_raw"] == ""
+
+
+def test_a_caption_set_given_as_a_file_replaces_only_its_own(tmp_path):
+    from raymix.pipeline.aga_rows import read_caption_sets
+
+    (tmp_path / "temporal.txt").write_text("at dawn\nat dusk\n")
+    sets = read_caption_sets(temporal=str(tmp_path / "temporal.txt"))
+    assert sets.temporal == ("at dawn", "at dusk")
+    assert (len(sets.instructions), len(sets.backgrounds)) == (3, 18)
